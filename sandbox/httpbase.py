@@ -1,0 +1,66 @@
+"""A loopback HTTP server that runs in a background thread.
+
+Both emulators build on it so that tests, the demo and the benchmarks can start them
+in-process and the CLI can serve them until Ctrl-C. Handlers are plain
+``BaseHTTPRequestHandler`` subclasses; this module only owns the thread and the
+socket life cycle.
+"""
+from __future__ import annotations
+
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    # Many clients (and the benchmarks) open bursts of connections.
+    request_queue_size = 128
+
+
+class LoopbackServer:
+    """Serve ``handler_class`` on ``host:port`` (port 0 picks a free one) in a thread.
+
+    The handler reaches its owner through ``self.server.owner``.
+    """
+
+    def __init__(self, handler_class: type[BaseHTTPRequestHandler], *, owner: object,
+                 host: str = "127.0.0.1", port: int = 0) -> None:
+        self._httpd = _Server((host, port), handler_class)
+        self._httpd.owner = owner  # type: ignore[attr-defined]
+        self._thread: threading.Thread | None = None
+
+    @property
+    def host(self) -> str:
+        return self._httpd.server_address[0]
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> "LoopbackServer":
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"sandbox-{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+def drop_connection(handler: BaseHTTPRequestHandler) -> None:
+    """Close the client's connection without sending a response (a 'connection reset')."""
+    handler.close_connection = True
+    try:
+        handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        handler.connection.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass

@@ -1,0 +1,81 @@
+"""Normalisation of what respondents type: e-mails, phones, programme titles, names.
+
+Every function here is pure and idempotent (normalising twice gives the same result),
+which the property tests check.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+_SPACES = re.compile(r"\s+")
+_CONTROL = dict.fromkeys(c for c in range(32) if c not in (9, 10, 13))
+
+
+def match_key_email(raw: str) -> str:
+    """The form Bitrix24's duplicate search compares e-mails in: trimmed, lower-cased."""
+    return raw.strip().lower()
+
+
+def normalize_email(raw: object) -> tuple[str | None, str | None]:
+    """Return ``(email, None)`` for a usable address, else ``(None, reason_code)``.
+
+    The address is trimmed and lower-cased (how Bitrix24's duplicate search compares
+    them); it must be syntactically valid. Unicode domains are kept as typed (lower-cased).
+    """
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None, "missing_email"
+    if not isinstance(raw, str):
+        return None, "invalid_email"
+    candidate = match_key_email(raw)
+    if len(candidate) > 250:
+        return None, "invalid_email"
+    try:
+        validate_email(candidate, check_deliverability=False, allow_smtputf8=True)
+    except EmailNotValidError:
+        return None, "invalid_email"
+    return candidate, None
+
+
+def normalize_phone(raw: object, region: str = "RU") -> tuple[str | None, str | None]:
+    """Return ``(e164, None)``, ``(None, None)`` when no phone was given, or ``(None, 'invalid_phone')``."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None, None
+    if isinstance(raw, bool):
+        return None, "invalid_phone"
+    text = str(raw).strip()
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None, "invalid_phone"
+    if not phonenumbers.is_valid_number(number):
+        return None, "invalid_phone"
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), None
+
+
+def phone_digits(value: str) -> str:
+    """Digits only, as Bitrix24 compares phones (extension dropped upstream)."""
+    return "".join(ch for ch in value if ch.isdigit())
+
+
+def normalize_title(raw: str) -> str:
+    """Loose form of a programme title: collapsed whitespace, case-folded, ё → е."""
+    text = unicodedata.normalize("NFC", raw)
+    text = _SPACES.sub(" ", text).strip().casefold()
+    return text.replace("ё", "е")
+
+
+def clean_text(raw: object, *, max_length: int | None = None, collapse_spaces: bool = True) -> tuple[str, bool]:
+    """A display text: control characters removed, whitespace collapsed; ``(text, truncated)``."""
+    if raw is None:
+        return "", False
+    if isinstance(raw, (list, dict)):
+        return "", False
+    text = unicodedata.normalize("NFC", str(raw)).translate(_CONTROL)
+    text = _SPACES.sub(" ", text).strip() if collapse_spaces else text.strip()
+    if max_length is not None and len(text) > max_length:
+        return text[:max_length].rstrip(), True
+    return text, False
