@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+"""Command line of the survey → Bitrix24 sync job. ``python cli.py --help`` lists the commands.
+
+Data and reports go to stdout, logs and progress to stderr. Exit codes live in
+``sync/exit_codes.py`` and are mapped to errors in one place, ``_guarded``.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from sync import exit_codes
+from sync.errors import ConfigError, FatalError, LockHeldError, StoreError, UpstreamError
+
+
+def _guarded(func):
+    """Map the error tree to exit codes with a one-line reason on stderr, no traceback."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from sync.redact import redact
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            click.echo(f"error: {redact(str(exc))}", err=True)
+            sys.exit(exit_codes.USAGE_ERROR)
+        except LockHeldError as exc:
+            click.echo(f"locked: {redact(str(exc))}; nothing was written", err=True)
+            sys.exit(exit_codes.LOCKED)
+        except (UpstreamError, StoreError) as exc:
+            system = getattr(exc, "system", "") or ("store" if isinstance(exc, StoreError) else "")
+            prefix = f"aborted ({system})" if system else "aborted"
+            click.echo(f"{prefix}: {redact(str(exc))}", err=True)
+            sys.exit(exit_codes.ABORTED)
+        except KeyboardInterrupt:
+            click.echo("interrupted: the next run completes what this one started", err=True)
+            sys.exit(exit_codes.ABORTED)
+    return wrapper
+
+
+def _parse_since(ctx, param, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date; use YYYY-MM-DD or an ISO timestamp "
+                                 f"(e.g. 2025-09-01 or 2025-09-01T00:00:00+03:00)") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _settings(**overrides):
+    from sync.logs import setup_logging
+    from sync.settings import load_settings
+    settings = load_settings(**overrides)
+    setup_logging(fmt=settings.log_format, level=settings.log_level)
+    return settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Pull survey answers and push them into Bitrix24 as contacts, deals and poll forms.
+
+    \b
+    Quick start (no configuration needed):
+      python cli.py demo
+    Real use:
+      export SURVEY_API_URL=... SURVEY_API_TOKEN=... BITRIX24_WEBHOOK_URL=...
+      python cli.py sync --dry-run --report plan.html
+      python cli.py sync
+    """
+
+
+def _print_summary(summary, report_path: Path | None, language: str) -> None:
+    from sync.report import format_summary_line
+    click.echo(format_summary_line(summary, language=language))
+    if report_path is not None:
+        click.echo(f"report: {report_path}")
+
+
+def _exit_for(summary) -> int:
+    return exit_codes.OK if summary.outcome == "ok" else exit_codes.NEEDS_ATTENTION
+
+
+@cli.command()
+@click.option("--since", callback=_parse_since, help="Backfill from this date instead of the stored watermark "
+                                                     "(the watermark never moves backwards).")
+@click.option("--poll", "polls", type=int, multiple=True, help="Limit the run to this poll id (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Read and plan everything; write nothing to Bitrix24 or the store.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the full plan/result: .md, .html, .json or .csv.")
+@click.option("--show-personal-data", is_flag=True, help="Do not mask e-mails, names and phones in the report.")
+@_guarded
+def sync(since, polls, dry_run, report_path, show_personal_data) -> None:
+    """Pull new and changed answers and push them to Bitrix24.
+
+    \b
+    Examples:
+      python cli.py sync --dry-run --report plan.html
+      python cli.py sync --since 2025-09-01 --poll 430131691
+    """
+    from sync.app import build_context, execute, options_from
+    from sync.report import write_report
+    if report_path is not None and report_path.suffix.lower() not in (".md", ".html", ".htm", ".json", ".csv"):
+        raise ConfigError(f"--report {report_path}: unsupported extension; use .md, .html, .json or .csv")
+    settings = _settings()
+    ctx = build_context(settings)
+    options = options_from(settings, command="sync", since=since, poll_ids=set(polls), dry_run=dry_run,
+                           keep_plan=report_path is not None)
+    summary = execute(ctx, options)
+    if report_path is not None:
+        write_report(summary, report_path, language=settings.report_language, show_personal_data=show_personal_data)
+    _print_summary(summary, report_path, settings.report_language)
+    sys.exit(_exit_for(summary))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_guarded
+def status(as_json) -> None:
+    """Show the watermarks, the last runs, answers by state and those needing attention."""
+    from storage.db import make_engine, migrate
+    from storage.ledger import Ledger
+    settings = _settings(survey_api_url="http://unused.invalid", survey_api_token="unused",
+                         bitrix24_webhook_url="http://unused.invalid/rest/1/unused/")
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    ledger = Ledger(engine)
+    data = {
+        "watermarks": {k: v.isoformat() for k, v in ledger.watermarks().items()},
+        "answers_by_status": ledger.counts_by_status(),
+        "last_runs": [{"run_id": r.run_id, "command": r.command, "started_at": r.started_at.isoformat(),
+                       "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+                       "outcome": r.outcome, "counts": r.counts, "requests": r.requests} for r in ledger.last_runs(10)],
+        "needing_attention": [{"answer_id": r.answer_id, "poll_id": r.poll_id, "status": r.status,
+                               "error": r.error, "problems": r.problems} for r in ledger.needing_attention(100)],
+    }
+    if as_json:
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+        return
+    from sync.report import problem_text
+    from sync.plan_models import Problem
+    click.echo("Answers by state: " + (", ".join(f"{k} {v}" for k, v in sorted(data["answers_by_status"].items()))
+                                       or "none yet"))
+    click.echo("Watermarks: " + (", ".join(f"{k} {v}" for k, v in sorted(data["watermarks"].items())) or "none yet"))
+    click.echo("Last runs:")
+    for r in data["last_runs"]:
+        click.echo(f"  {r['started_at']}  {r['command']:<7} {r['outcome']:<15} requests {r['requests']}  "
+                   + ", ".join(f"{k} {v}" for k, v in sorted((r['counts'] or {}).items())))
+    if data["needing_attention"]:
+        click.echo("Needing attention:")
+        for r in data["needing_attention"]:
+            reasons = [problem_text(Problem.model_validate(p), settings.report_language)
+                       for p in (r["problems"] or []) if p.get("severity") == "attention"]
+            if r["error"]:
+                reasons.append(r["error"])
+            click.echo(f"  answer {r['answer_id']} (poll {r['poll_id']}, {r['status']}): " + "; ".join(reasons))
+
+
+@cli.command()
+@click.option("--answers", default=300, show_default=True, help="Generated answers besides the sample ones.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the report (default: reports/demo-<time>.html).")
+@_guarded
+def demo(answers, report_path) -> None:
+    """Start the sandbox in-process and sync into it with a temporary SQLite store."""
+    import tempfile
+
+    from sandbox import Sandbox
+    from sync.app import build_context, execute, options_from
+    from sync.logs import setup_logging
+    from sync.report import write_report
+    from sync.settings import load_settings
+
+    setup_logging(fmt="text", level="INFO")
+    with Sandbox(answers=answers, seed=1) as box, tempfile.TemporaryDirectory(prefix="sync-demo-") as tmp:
+        settings = load_settings(**box.env(), database_url=f"sqlite:///{tmp}/demo.sqlite3",
+                                 field_mapping=str(Path(__file__).with_name("field_mapping.json")))
+        setup_logging(fmt=settings.log_format, level=settings.log_level)
+        ctx = build_context(settings)
+        summary = execute(ctx, options_from(settings, command="sync", keep_plan=True))
+        report_path = report_path or Path("reports") / f"demo-{datetime.now():%Y%m%d-%H%M%S}.html"
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        write_report(summary, report_path, language=settings.report_language)
+        crm = box.bitrix.admin.counters()
+        _print_summary(summary, report_path, settings.report_language)
+        click.echo(f"sandbox Bitrix24 saw {crm['requests']} requests carrying {crm['batch_commands']} batch commands")
+    sys.exit(_exit_for(summary))
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--survey-port", default=8081, show_default=True)
+@click.option("--bitrix-port", default=8082, show_default=True)
+@click.option("--answers", default=1000, show_default=True, help="Generated answers besides the sample ones.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the generated data and of the faults.")
+@click.option("--faults", "faults_profile", type=click.Choice(["none", "flaky", "chaos"]), default="none",
+              show_default=True, help="Fault injection profile.")
+@click.option("--rate-limit", default=2.0, show_default=True, help="Bitrix24 requests per second (0: off).")
+@click.option("--burst", default=50, show_default=True, help="Bitrix24 bucket size.")
+@click.option("--latency-ms", default=0.0, show_default=True, help="Added to every response.")
+def sandbox(host, survey_port, bitrix_port, answers, seed, faults_profile, rate_limit, burst, latency_ms) -> None:
+    """Serve the survey-platform and Bitrix24 emulators until Ctrl-C.
+
+    \b
+    Example:
+      python cli.py sandbox --answers 100000
+      # then, in another shell, export the printed variables and run: python cli.py sync
+    """
+    import signal
+    import threading
+    import time
+
+    from sandbox import Sandbox
+
+    t0 = time.monotonic()
+    box = Sandbox(host=host, survey_port=survey_port, bitrix_port=bitrix_port, answers=answers, seed=seed,
+                  faults=faults_profile, rate_limit=rate_limit or None, burst=burst, latency_ms=latency_ms)
+    box.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    click.echo(f"sandbox ready in {time.monotonic() - t0:.1f}s; to point the job at it:", err=True)
+    for key, value in box.env().items():
+        click.echo(f"export {key}='{value}'")
+    click.echo(f"# admin: {box.survey.admin_url} and {box.bitrix.admin_url}", err=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        box.stop()
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,67 @@
+"""Wiring: build the clients, the store and the mapping from settings, then run under the lock.
+
+The only place that turns ``Settings`` into live objects; ``cli.py`` and the scheduler
+both call ``execute()``.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Callable
+
+from loguru import logger
+
+from sync.clients.bitrix24 import Bitrix24Client
+from sync.clients.survey import SurveyClient
+from sync.mapping import FieldMapping, load_mapping
+from sync.run import RunOptions, RunSummary, run
+from sync.settings import Settings
+
+
+@dataclass
+class Context:
+    settings: Settings
+    mapping: FieldMapping
+    survey: SurveyClient
+    bitrix: Bitrix24Client
+    ledger: object
+    engine: object
+
+
+def build_context(settings: Settings) -> Context:
+    from storage.db import make_engine, migrate
+    from storage.ledger import Ledger
+
+    mapping = load_mapping(settings.field_mapping)
+    survey = SurveyClient(settings.survey_api_url, settings.survey_api_token, timeout=settings.http_timeout_s,
+                          max_attempts=max(settings.max_attempts, 3))
+    bitrix = Bitrix24Client(settings.bitrix24_webhook_url, timeout=settings.http_timeout_s,
+                            rate_per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst,
+                            max_attempts=settings.max_attempts)
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    return Context(settings=settings, mapping=mapping, survey=survey, bitrix=bitrix, ledger=Ledger(engine),
+                   engine=engine)
+
+
+def options_from(settings: Settings, **kwargs) -> RunOptions:
+    return RunOptions(lookback=timedelta(minutes=settings.lookback_minutes), chunk_size=settings.chunk_size,
+                      batch_size=settings.batch_size, source_name=settings.source_name, **kwargs)
+
+
+def execute(ctx: Context, options: RunOptions, *, progress: Callable[[str, int], None] | None = None) -> RunSummary:
+    """Run once; writing runs hold the store's lock (a dry-run writes nothing and needs none)."""
+    if options.dry_run:
+        return run(options, survey=ctx.survey, bitrix=ctx.bitrix, ledger=ctx.ledger, mapping=ctx.mapping,
+                   progress=progress)
+    from storage.lock import run_lock
+
+    holder = f"{options.command} (pid {os.getpid()} on {socket.gethostname()})"
+    with run_lock(ctx.engine, database_url=ctx.settings.database_url, holder=holder):
+        ctx.ledger.mark_stale_runs_interrupted()
+        summary = run(options, survey=ctx.survey, bitrix=ctx.bitrix, ledger=ctx.ledger, mapping=ctx.mapping,
+                      progress=progress)
+    logger.bind(run_id=summary.run_id).info("run finished: {}", summary.outcome)
+    return summary

@@ -1,0 +1,115 @@
+"""Pull: list new and changed polls and answers from the survey API and stage them.
+
+Each page is staged with its watermark in one transaction (``Ledger.stage_*``), so a
+crash after any page loses nothing and repeats nothing. Listings start at the
+watermark minus a look-back window, because answers become visible up to minutes
+after their ``updated_at``. A dry-run reads the same pages but keeps them in memory.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Callable, Iterable, Protocol
+
+from loguru import logger
+
+from sync.errors import NotFoundError
+from sync.models import Answer, InvalidRecord, Page, Poll
+
+POLLS_WATERMARK = "polls"
+
+
+def answers_watermark(poll_id: int) -> str:
+    return f"answers:{poll_id}"
+
+
+class SurveyReader(Protocol):
+    def iter_polls(self, updated_since: datetime | None) -> Iterable[Page]: ...
+    def iter_answers(self, poll_id: int, updated_since: datetime | None) -> Iterable[Page]: ...
+
+
+@dataclass
+class PullResult:
+    polls_seen: int = 0
+    answers_seen: int = 0
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    invalid: list[InvalidRecord] = field(default_factory=list)
+    deleted_polls: list[int] = field(default_factory=list)
+    # Dry-run only: what was read, keyed by id (a real run reads it back from the ledger).
+    polls: dict[int, dict[str, Any]] = field(default_factory=dict)
+    answers: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+def start_point(ledger, name: str, *, since: datetime | None, lookback: timedelta) -> datetime | None:
+    if since is not None:
+        return since
+    mark = ledger.get_watermark(name)
+    return mark - lookback if mark is not None else None
+
+
+def _newest(records: list[dict[str, Any]]) -> datetime | None:
+    times = [r["_updated"] for r in records]
+    return max(times) if times else None
+
+
+def _dump(item: Poll | Answer) -> dict[str, Any]:
+    record = item.model_dump(mode="json")
+    record["_updated"] = item.updated_at
+    return record
+
+
+def _strip(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if k != "_updated"} for r in records]
+
+
+def pull(survey: SurveyReader, ledger, *, since: datetime | None, poll_ids: set[int] | None, lookback: timedelta,
+         run_id: str, dry_run: bool, on_page: Callable[[int], None] | None = None) -> PullResult:
+    """Stage every poll and answer changed since the watermark (or ``since``)."""
+    result = PullResult()
+    listed: dict[int, dict[str, Any]] = {}
+    for page in survey.iter_polls(start_point(ledger, POLLS_WATERMARK, since=since, lookback=lookback)):
+        records = [_dump(p) for p in page.items if not poll_ids or p.poll_id in poll_ids]
+        result.invalid.extend(page.invalid)
+        result.polls_seen += len(records)
+        for record in records:
+            listed[record["poll_id"]] = record
+        if dry_run:
+            continue
+        newest = _newest([_dump(p) for p in page.items])
+        if records or newest:
+            ledger.stage_polls(polls=_strip(records), run_id=run_id,
+                               watermark=(POLLS_WATERMARK, newest) if newest and not poll_ids else None)
+    if dry_run:
+        result.polls = {k: _strip([v])[0] for k, v in listed.items()}
+
+    known = {row.poll_id for row in ledger.poll_rows(poll_ids=None) if row.status != "deleted"}
+    targets = sorted((known | set(listed)) & poll_ids if poll_ids else known | set(listed))
+    for poll_id in targets:
+        name = answers_watermark(poll_id)
+        try:
+            for page in survey.iter_answers(poll_id, start_point(ledger, name, since=since, lookback=lookback)):
+                records = [_dump(a) for a in page.items]
+                result.invalid.extend(page.invalid)
+                result.answers_seen += len(records)
+                if on_page is not None:
+                    on_page(len(records))
+                if dry_run:
+                    for record in records:
+                        result.answers[record["answer_id"]] = _strip([record])[0]
+                    continue
+                if not records:
+                    continue
+                counts = ledger.stage_answers(answers=_strip(records), watermark=(name, _newest(records)),
+                                              run_id=run_id)
+                result.new += counts.new
+                result.changed += counts.changed
+                result.unchanged += counts.unchanged
+        except NotFoundError:
+            logger.warning("poll {} is gone from the survey platform (404); its answers already staged are kept",
+                           poll_id)
+            result.deleted_polls.append(poll_id)
+            if not dry_run:
+                ledger.mark_poll_deleted(poll_id=poll_id)
+    return result

@@ -1,0 +1,210 @@
+"""Push: send a plan's commands in ``batch`` calls and turn each reply into per-answer outcomes.
+
+Every command's own result is read; a batch never fails as a whole except when the
+request itself failed, and then what it did is either known not to have happened
+(retry later) or unknown (the answers stay ``in_flight`` and are reconciled by their
+external keys before anything is sent again).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Protocol, Sequence
+
+from loguru import logger
+
+from sync.batching import UnresolvedReference, pack_batches, refs_in, resolve_params
+from sync.errors import AmbiguousWriteError, RetriableError
+from sync.plan_models import Command, Plan
+
+State = Literal["ok", "failed", "unknown", "skipped"]
+
+# Per-command errors that a later attempt can get past; anything else is about the data.
+RETRYABLE_CODES = {"QUERY_LIMIT_EXCEEDED", "OPERATION_TIME_LIMIT", "INTERNAL_SERVER_ERROR", "ERROR_UNEXPECTED_ANSWER",
+                   "NOT_EXECUTED", "ERROR_BATCH_LENGTH_EXCEEDED", "OVERLOAD_LIMIT", "PREREQUISITE_UNKNOWN"}
+RETRYABLE_TEXTS = ("general error", "sql query error", "timeout", "temporarily")
+
+
+def is_retryable(code: str, description: str) -> bool:
+    return code in RETRYABLE_CODES or any(t in (description or "").lower() for t in RETRYABLE_TEXTS)
+
+
+@dataclass
+class CommandResult:
+    name: str
+    state: State
+    created_id: int | None = None
+    error: str = ""
+    description: str = ""
+    retryable: bool = False
+
+
+class BatchClient(Protocol):
+    def batch(self, commands: dict[str, tuple[str, dict]], *, halt: bool = False, idempotent: bool) -> Any: ...
+
+
+def created_id(command: Command, result: Any) -> int | None:
+    """The id an add command created, from the method's own result shape."""
+    if command.kind.endswith("_add"):
+        if isinstance(result, dict):  # crm.item.add → {"item": {"id": 7, ...}}
+            item = result.get("item", result)
+            value = item.get("id", item.get("ID")) if isinstance(item, dict) else None
+        else:
+            value = result
+        try:
+            return int(value) if value is not None and not isinstance(value, bool) else None
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def push_commands(client: BatchClient, commands: Sequence[Command], *, batch_size: int = 50,
+                  on_batch: Callable[[dict[str, CommandResult]], None] | None = None) -> dict[str, CommandResult]:
+    """Send ``commands`` in order, batch by batch; return one result per command name."""
+    results: dict[str, CommandResult] = {}
+    created: dict[str, int] = {}
+    for batch in pack_batches(list(commands), batch_size):
+        to_send: dict[str, tuple[str, dict]] = {}
+        sent: list[Command] = []
+        for command in batch:
+            try:
+                params = resolve_params(command.params, same_batch={c.name for c in sent}, created=created)
+            except UnresolvedReference as exc:
+                prerequisite = results.get(exc.command)
+                unknown = prerequisite is not None and prerequisite.state == "unknown"
+                results[command.name] = CommandResult(
+                    command.name, "skipped", error="PREREQUISITE_UNKNOWN" if unknown else "PREREQUISITE_FAILED",
+                    description=f"not sent: {exc.command} did not succeed",
+                    retryable=unknown or (prerequisite.retryable if prerequisite else True))
+                continue
+            to_send[command.name] = (command.method, params)
+            sent.append(command)
+        if not to_send:
+            continue
+        batch_results = _send(client, sent, to_send)
+        for command in sent:
+            outcome = batch_results[command.name]
+            if outcome.state == "ok" and outcome.created_id is not None:
+                created[command.name] = outcome.created_id
+        _distrust_chained(sent, batch_results)
+        results.update(batch_results)
+        if on_batch is not None:
+            on_batch(batch_results)
+    return results
+
+
+def _send(client: BatchClient, sent: list[Command], to_send: dict[str, tuple[str, dict]]) -> dict[str, CommandResult]:
+    try:
+        reply = client.batch(to_send, halt=False, idempotent=False)
+    except AmbiguousWriteError as exc:
+        logger.warning("batch of {} commands: outcome unknown ({}); will reconcile by external keys", len(sent), exc)
+        return {c.name: CommandResult(c.name, "unknown", error=exc.code or "AMBIGUOUS", description=str(exc),
+                                      retryable=True) for c in sent}
+    except RetriableError as exc:
+        logger.warning("batch of {} commands not applied ({}); will retry later", len(sent), exc)
+        return {c.name: CommandResult(c.name, "failed", error=exc.code or "RETRIABLE", description=str(exc),
+                                      retryable=True) for c in sent}
+    outcomes = getattr(reply, "outcomes", reply)
+    results: dict[str, CommandResult] = {}
+    for command in sent:
+        outcome = outcomes.get(command.name)
+        if outcome is None:
+            results[command.name] = CommandResult(command.name, "failed", error="NOT_EXECUTED",
+                                                  description="missing from the batch reply", retryable=True)
+        elif outcome.ok:
+            results[command.name] = CommandResult(command.name, "ok", created_id=created_id(command, outcome.result))
+            if command.kind.endswith("_add") and results[command.name].created_id is None:
+                results[command.name] = CommandResult(command.name, "unknown", error="UNEXPECTED_RESULT",
+                                                      description=f"no id in {str(outcome.result)[:80]!r}",
+                                                      retryable=True)
+        else:
+            code = outcome.error or ""
+            description = outcome.error_description or ""
+            results[command.name] = CommandResult(command.name, "failed", error=code, description=description,
+                                                  retryable=is_retryable(code, description))
+    return results
+
+
+def _distrust_chained(sent: list[Command], results: dict[str, CommandResult]) -> None:
+    """A command that used ``$result`` of a failed one in the same batch got a wrong value: mark it failed.
+
+    Bitrix24 substitutes whatever its path walk reaches instead of failing the dependent
+    command, so e.g. a deal may exist with a wrong CONTACT_ID. Its id is kept, so the next
+    attempt finds it by its external key and repairs it with an update.
+    """
+    for command in sent:
+        for ref in refs_in(command.params):
+            prerequisite = results.get(ref)
+            if prerequisite is not None and prerequisite.state != "ok" and results[command.name].state == "ok":
+                mine = results[command.name]
+                results[command.name] = CommandResult(command.name, "failed", created_id=mine.created_id,
+                                                      error="PREREQUISITE_FAILED",
+                                                      description=f"{ref} failed: {prerequisite.description}",
+                                                      retryable=True)
+
+
+# --- per-answer outcomes ---------------------------------------------------------------------
+
+@dataclass
+class AnswerOutcome:
+    answer_id: int
+    state: Literal["pushed", "failed", "unknown"]
+    contact_id: int | None = None
+    deal_ids: dict[str, int] = field(default_factory=dict)
+    error: str = ""
+    retryable: bool = True
+
+
+class OutcomeTracker:
+    """Collects command results and says when each answer of the plan is settled."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.commands_of: dict[int, set[str]] = {}
+        self.results: dict[str, CommandResult] = {}
+        self._settled: set[int] = set()
+        contacts = {c.email: c for c in plan.contacts}
+        self._contact_of = {a.answer_id: contacts.get(a.contact_email) for a in plan.answers if a.contact_email}
+        by_name = {c.name: c for c in plan.commands}
+        for answer in plan.answers:
+            names = {d.command for d in answer.deals}
+            contact = self._contact_of.get(answer.answer_id)
+            # A fill-empty update of an existing contact is a courtesy: its failure is logged,
+            # it does not hold back the answer whose deals were made.
+            if contact is not None and contact.action == "create" and contact.command:
+                names.add(contact.command)
+            self.commands_of[answer.answer_id] = {n for n in names if n in by_name}
+
+    def add(self, results: dict[str, CommandResult]) -> list[AnswerOutcome]:
+        self.results.update(results)
+        settled = []
+        for answer in self.plan.answers:
+            if answer.answer_id in self._settled or not self.commands_of[answer.answer_id]:
+                continue
+            if all(n in self.results for n in self.commands_of[answer.answer_id]):
+                self._settled.add(answer.answer_id)
+                settled.append(self._outcome(answer))
+        return settled
+
+    def _outcome(self, answer) -> AnswerOutcome:
+        contact = self._contact_of.get(answer.answer_id)
+        contact_id = contact.contact_id if contact else None
+        if contact is not None and contact.action == "create":
+            r = self.results.get(contact.command or "")
+            contact_id = r.created_id if r and r.state == "ok" else None
+        deal_ids: dict[str, int] = {}
+        for deal in answer.deals:
+            r = self.results.get(deal.command)
+            if deal.deal_id is not None:
+                deal_ids[deal.programme_key] = deal.deal_id
+            elif r is not None and r.created_id is not None:
+                deal_ids[deal.programme_key] = r.created_id
+        mine = [self.results[n] for n in sorted(self.commands_of[answer.answer_id])]
+        if any(r.state == "unknown" or r.error == "PREREQUISITE_UNKNOWN" for r in mine):
+            return AnswerOutcome(answer.answer_id, "unknown", contact_id, deal_ids)
+        failures = [r for r in mine if r.state != "ok"]
+        if failures:
+            first = failures[0]
+            text = f"{first.name}: {first.error or 'error'} {first.description}".strip()
+            return AnswerOutcome(answer.answer_id, "failed", contact_id, deal_ids, error=text,
+                                 retryable=all(r.retryable for r in failures))
+        return AnswerOutcome(answer.answer_id, "pushed", contact_id, deal_ids)
