@@ -178,7 +178,7 @@ def demo(answers, report_path) -> None:
 
     setup_logging(fmt="text", level="INFO")
     with Sandbox(answers=answers, seed=1) as box, tempfile.TemporaryDirectory(prefix="sync-demo-") as tmp:
-        settings = load_settings(**box.env(), database_url=f"sqlite:///{tmp}/demo.sqlite3",
+        settings = load_settings(**box.settings_kwargs(), database_url=f"sqlite:///{tmp}/demo.sqlite3",
                                  field_mapping=str(Path(__file__).with_name("field_mapping.json")))
         setup_logging(fmt=settings.log_format, level=settings.log_level)
         ctx = build_context(settings)
@@ -226,7 +226,7 @@ def sandbox(host, survey_port, bitrix_port, answers, seed, faults_profile, rate_
     click.echo(f"sandbox ready in {time.monotonic() - t0:.1f}s; to point the job at it:", err=True)
     for key, value in box.env().items():
         click.echo(f"export {key}='{value}'")
-    click.echo(f"# admin: {box.survey.admin_url} and {box.bitrix.admin_url}", err=True)
+    click.echo(f"# admin: {box.survey.admin_url} and {box.bitrix.base_url}/_admin/state", err=True)
     try:
         while not stop.wait(0.5):
             pass
