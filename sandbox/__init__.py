@@ -30,14 +30,16 @@ class Sandbox:
     def __init__(self, *, host: str = "127.0.0.1", survey_port: int = 0, bitrix_port: int = 0, answers: int = 0,
                  seed: int = 0, faults: str = "none", rate_limit: float | None = 2.0, burst: int = 50,
                  latency_ms: float = 0.0, command_latency_ms: float = 0.0, survey_rate_limit: float | None = None,
-                 **survey_kwargs) -> None:
+                 include_samples: bool = True, **survey_kwargs) -> None:
         from sandbox.bitrix.server import BitrixEmulator
         from sandbox.survey import SurveyEmulator
+        from sandbox.survey.dataset import build_dataset
 
         if faults not in FAULT_PROFILES:
             raise ValueError(f"unknown fault profile {faults!r}; one of {sorted(FAULT_PROFILES)}")
         profile = FAULT_PROFILES[faults]
-        self.survey = SurveyEmulator(host=host, port=survey_port, answers=answers, seed=seed,
+        dataset = build_dataset(answers=answers, seed=seed, include_samples=include_samples)
+        self.survey = SurveyEmulator(host=host, port=survey_port, dataset=dataset, seed=seed,
                                      faults=FaultInjector(seed=seed, rates=profile["survey"]), latency_ms=latency_ms,
                                      rate_limit_per_s=survey_rate_limit, **survey_kwargs)
         self.bitrix = BitrixEmulator(host=host, port=bitrix_port, rate_limit=rate_limit, burst=burst,
