@@ -13,8 +13,10 @@ pre-serialised JSON bytes) so that 100,000 of them fit in a few tens of MB.
 """
 from __future__ import annotations
 
+import functools
 import json
 import random
+from bisect import bisect_right
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, NamedTuple
@@ -38,6 +40,10 @@ class PackedAnswer(NamedTuple):
 
     def decode(self) -> dict:
         return json.loads(self.body)
+
+
+# JSON string literal of a str, non-ASCII kept as is (the C helper behind json.dumps).
+_quote = json.encoder.encode_basestring
 
 
 def dump_json(doc: Any) -> bytes:
@@ -187,7 +193,7 @@ _ODD_NAMES = [("Имя 🎓", "О'Коннор-Щукина"), ("Jean-Luc", "D'A
               ("  Пётр ", "Петров  "), ("ЁЖИК", "ёлкин")]
 _TRANSLIT = dict(zip("абвгдеёжзийклмнопрстуфхцчшщъыьэюя",
                      ["a", "b", "v", "g", "d", "e", "e", "zh", "z", "i", "y", "k", "l", "m", "n", "o", "p", "r",
-                      "s", "t", "u", "f", "kh", "ts", "ch", "sh", "shch", "", "y", "", "e", "yu", "ya"]))
+                      "s", "t", "u", "f", "kh", "ts", "ch", "sh", "shch", "", "y", "", "e", "yu", "ya"], strict=True))
 _DOMAINS = ["mail.ru", "yandex.ru", "gmail.com", "example.com", "inbox.ru", "bk.ru", "outlook.com", "edu.example.org"]
 _BAD_EMAILS = ["not-an-email", "ivan@", "@mail.ru", "ivan petrov@mail.ru", "ivan@@mail.ru", "ivan@mail",
                "почта@", "test@example..com"]
@@ -215,10 +221,36 @@ _POLL_TEMPLATES = [
 ]
 _NULL_EMAIL = "\x00null"  # marks a person whose email item is present but null
 _OFFSETS = ["+03:00"] * 17 + ["Z", "+00:00", "+05:00", "+05:00"]
+_SUFFIX_SECONDS = {"+03:00": 3 * 3600, "Z": 0, "+00:00": 0, "+05:00": 5 * 3600}
+_FOREIGN_PHONES = ["+44 20 7946 0958", "+1 (415) 555-0132", "+49 30 901820", "+375 29 123-45-67"]
+_BAD_PHONES = ["12345", "не помню", "+7 (916)"]
+_UTM_CAMPAIGNS = ["master-2026", "bachelor-2026", "open-day", "olymp"]
+_UTM_TERMS = ["юрист", "data science", "магистратура", "экономика"]
+_TEST_NETS = ["192.0.2", "198.51.100", "203.0.113"]
+_BURSTS = [0, 0, 0, 1, 2, 5, 12]
+_POOL_SIZE = 997
+_LEVEL_ITEMS = [f'{{"code":"level","value":{_quote(v)}}}' for v in _LEVELS]
+_UNKNOWN_LEVEL_ITEMS = [f'{{"code":"level","value":{_quote(v)}}}' for v in _UNKNOWN_LEVELS]
 
 
+_TRANSLIT_TABLE = str.maketrans({**_TRANSLIT, "'": "", " ": ""})
+
+
+@functools.lru_cache(maxsize=None)
 def _translit(text: str) -> str:
-    return "".join(_TRANSLIT.get(ch, ch) for ch in text.lower()).replace("'", "").replace(" ", "")
+    """A Latin mailbox name for a person's name; characters outside a-z 0-9 . - are dropped."""
+    latin = text.lower().translate(_TRANSLIT_TABLE)
+    return "".join(ch for ch in latin if ch.isascii() and (ch.isalnum() or ch in ".-"))
+
+
+def _item(code: str, value: str) -> str:
+    return f'{{"code":{_quote(code)},"value":{_quote(value)}}}'
+
+
+def _email_item(email: str | None) -> str | None:
+    if email is None:
+        return None
+    return '{"code":"email","value":null}' if email == _NULL_EMAIL else _item("email", email)
 
 
 def _load_portal() -> tuple[list[str], list[str]]:
@@ -229,26 +261,57 @@ def _load_portal() -> tuple[list[str], list[str]]:
 
 
 class _Generator:
-    """One seeded pass of generation; every choice goes through ``self.rng``."""
+    """One seeded pass of generation.
+
+    Every choice goes through ``self.rng.random()`` (a C call) rather than ``choice``
+    or ``randrange``, and answers are written as JSON text directly: 100,000 answers
+    must build in a few seconds.
+    """
 
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
+        self.r = self.rng.random
         self.user_emails, self.programmes = _load_portal()
-        self.people: list[tuple[str, str, str, str | None, str | None]] = []  # lang, first, last, middle, email
+        self.people: list[tuple[str, str, str | None, str | None, str | None]] = []
+        self._days: dict[int, str] = {}
+
+    # Small fast helpers -------------------------------------------------------------------
+    def pick(self, seq: list | tuple):
+        return seq[int(self.r() * len(seq))]
+
+    def below(self, n: int) -> int:
+        return int(self.r() * n)
+
+    def distinct(self, seq: list[str], k: int) -> list[str]:
+        chosen: list[str] = []
+        while len(chosen) < min(k, len(seq)):
+            item = seq[int(self.r() * len(seq))]
+            if item not in chosen:
+                chosen.append(item)
+        return chosen
+
+    def stamp(self, us: int, suffix: str) -> str:
+        """``format_rfc3339`` for whole seconds, with the date part cached."""
+        shift = _SUFFIX_SECONDS[suffix]
+        days, secs = divmod(us // 1_000_000 + shift, 86_400)
+        day = self._days.get(days)
+        if day is None:
+            day = self._days[days] = (datetime(1970, 1, 1) + timedelta(days=days)).strftime("%Y-%m-%d")
+        hours, rest = divmod(secs, 3600)
+        return f"{day}T{hours:02d}:{rest // 60:02d}:{rest % 60:02d}{suffix}"
 
     # Polls --------------------------------------------------------------------------------
     def _polls(self, count: int, start: datetime) -> list[dict]:
-        rng = self.rng
-        polls, poll_id = [], 430_200_000 + rng.randrange(1_000, 9_000)
+        polls, poll_id = [], 430_200_000 + 1_000 + self.below(8_000)
         active_owners = [e for e in self.user_emails if e != "left.company@hse.ru"]
         for index in range(count):
             language, name = _POLL_TEMPLATES[index % len(_POLL_TEMPLATES)]
-            poll_id += rng.randrange(7, 4_000)
-            created = start - timedelta(days=rng.randrange(3, 20), seconds=rng.randrange(0, 86_400))
-            updated = created + timedelta(hours=rng.randrange(0, 72)) if rng.random() < 0.5 else created
-            owner = "left.company@hse.ru" if index == 3 or rng.random() < 0.1 else rng.choice(active_owners)
+            poll_id += 7 + self.below(4_000)
+            created = start - timedelta(days=3 + self.below(17), seconds=self.below(86_400))
+            updated = created + timedelta(hours=self.below(72)) if self.r() < 0.5 else created
+            owner = "left.company@hse.ru" if index == 3 else self.pick(active_owners)
             status = "archived" if index == 2 else "closed" if index == 4 else "active"
-            options = rng.sample(self.programmes, rng.randrange(4, 11))
+            options = self.distinct(self.programmes, 4 + self.below(7))
             if language == "en" and "Master of Data Science" not in options:
                 options.append("Master of Data Science")
             questions = [{"code": "email", "title": "E-mail", "type": "email"}]
@@ -269,76 +332,71 @@ class _Generator:
                               {"code": "programs", "title": "Programmes", "type": "multi_choice", "options": options},
                               {"code": "consent", "title": "I agree to the processing of my personal data",
                                "type": "boolean"}]
-            if rng.random() < 0.5:
+            if self.r() < 0.5:
                 questions.append({"code": "graduation_year", "title": "Год окончания", "type": "number"})
-            if rng.random() < 0.5:
+            if self.r() < 0.5:
                 questions.append({"code": "comment", "title": "Комментарий", "type": "text"})
-            offset = "+03:00"
             polls.append({
                 "poll_id": poll_id, "poll_name": name, "poll_language": language, "employee_email": owner,
                 "status": status,
-                "created_at": format_rfc3339(to_us(created), offset),
-                "updated_at": format_rfc3339(to_us(updated), offset),
+                "created_at": format_rfc3339(to_us(created), "+03:00"),
+                "updated_at": format_rfc3339(to_us(updated), "+03:00"),
                 "questions": questions,
             })
         return polls
 
     # People -------------------------------------------------------------------------------
-    def _new_person(self, language: str) -> tuple[str, str, str, str | None, str | None]:
-        rng = self.rng
-        cyrillic = rng.random() < (0.85 if language == "ru" else 0.3)
-        if rng.random() < 0.01:
-            first, last = rng.choice(_ODD_NAMES)
+    # A person is kept as ready JSON items (first, last, middle or None), the raw email (None:
+    # no email item; _NULL_EMAIL: a null one) and the email item as first typed.
+    def _new_person(self, language: str) -> tuple[str, str, str | None, str | None, str | None]:
+        r, pick = self.r, self.pick
+        if r() < 0.01:
+            first, last = pick(_ODD_NAMES)
             middle = None
-        elif cyrillic:
-            female = rng.random() < 0.55
-            first = rng.choice(_RU_FEMALE if female else _RU_MALE)
-            last = rng.choice(_RU_LAST) + ("а" if female else "")
-            middle = rng.choice(_RU_PATRONYMIC) + ("на" if female else "ич") if rng.random() < 0.7 else None
+        elif r() < (0.85 if language == "ru" else 0.3):
+            female = r() < 0.55
+            first = pick(_RU_FEMALE if female else _RU_MALE)
+            last = pick(_RU_LAST) + ("а" if female else "")
+            middle = pick(_RU_PATRONYMIC) + ("на" if female else "ич") if r() < 0.7 else None
         else:
-            first, last, middle = rng.choice(_EN_FIRST), rng.choice(_EN_LAST), None
-        roll = rng.random()
+            first, last, middle = pick(_EN_FIRST), pick(_EN_LAST), None
+        roll = r()
         if roll < 0.02:
-            email = None  # the answer will have no email item
+            email = None
         elif roll < 0.03:
-            email = _NULL_EMAIL  # an email item whose value is null
+            email = _NULL_EMAIL
         elif roll < 0.045:
-            email = rng.choice(_BAD_EMAILS)
+            email = pick(_BAD_EMAILS)
         else:
-            local = f"{_translit(first.strip())}.{_translit(last.strip())}"
-            if rng.random() < 0.6:
-                local += str(rng.randrange(1, 10_000))
-            email = f"{local}@{rng.choice(_DOMAINS)}"
-            if rng.random() < 0.15:
+            local = f"{_translit(first)}.{_translit(last)}"
+            if r() < 0.6:
+                local += str(1 + int(r() * 9_999))
+            email = f"{local}@{pick(_DOMAINS)}"
+            if r() < 0.15:
                 email = ".".join(part.capitalize() for part in email.split("."))
-        return language, first, last, middle, email
+        return (_item("first_name", first), _item("last_name", last),
+                None if middle is None else _item("middle_name", middle), email, _email_item(email))
 
-    def _person(self, language: str) -> tuple[str, str, str, str | None, str | None]:
-        rng = self.rng
-        reusable = self.people and rng.random() < 0.15
-        if reusable:
-            _, first, last, middle, email = rng.choice(self.people)
+    def _person(self, language: str) -> tuple[str, str, str | None, str | None, str | None]:
+        r = self.r
+        people = self.people
+        if people and r() < 0.15:  # the same person again, email typed differently
+            person = people[int(r() * len(people))]
+            email = person[3]
             if email and "@" in email:
-                roll = rng.random()
-                if roll < 0.25:
-                    email = email.upper()
-                elif roll < 0.4:
-                    email = f"  {email} "
-                elif roll < 0.5:
-                    email = email.capitalize()
-            return language, first, last, middle, email
+                roll = r()
+                if roll < 0.5:
+                    email = email.upper() if roll < 0.25 else f"  {email} " if roll < 0.4 else email.capitalize()
+                    return person[0], person[1], person[2], email, _email_item(email)
+            return person
         person = self._new_person(language)
-        self.people.append(person)
+        people.append(person)
         return person
 
-    @staticmethod
-    def _digits(rng: random.Random) -> str:
-        return f"9{rng.randrange(0, 100):02d}{rng.randrange(0, 10_000_000):07d}"
-
     def _phone(self) -> str:
-        rng = self.rng
-        d = self._digits(rng)
-        fmt = rng.randrange(9)
+        r = self.r
+        d = f"9{int(r() * 100):02d}{int(r() * 10_000_000):07d}"
+        fmt = int(r() * 9)
         if fmt == 0:
             return f"8{d}"
         if fmt == 1:
@@ -350,132 +408,143 @@ class _Generator:
         if fmt == 4:
             return f"7-{d[:3]}-{d[3:6]}-{d[6:8]}-{d[8:]}"
         if fmt == 5:
-            return rng.choice(["+44 20 7946 0958", "+1 (415) 555-0132", "+49 30 901820", "+375 29 123-45-67"])
-        if fmt == 6 and rng.random() < 0.2:
-            return rng.choice(["12345", "не помню", "+7 (916)"])
+            return self.pick(_FOREIGN_PHONES)
+        if fmt == 6 and r() < 0.2:
+            return self.pick(_BAD_PHONES)
         return f"+7{d}"
 
     # Answers ------------------------------------------------------------------------------
     def _programmes(self, options: list[str]) -> list[str]:
-        rng = self.rng
-        roll = rng.random()
-        if roll < 0.03:
+        r = self.r
+        if r() < 0.03:
             return []
-        chosen = rng.sample(options, min(len(options), rng.choices((1, 2, 3), (60, 30, 10))[0]))
-        roll = rng.random()
+        roll = r()
+        chosen = self.distinct(options, 1 if roll < 0.6 else 2 if roll < 0.9 else 3)
+        roll = r()
         if roll < 0.03:
-            chosen.append(rng.choice(_UNKNOWN_PROGRAMMES))
+            chosen.append(self.pick(_UNKNOWN_PROGRAMMES))
         elif roll < 0.06:
-            index = rng.randrange(len(chosen))
+            index = self.below(len(chosen))
             spaced = chosen[index].replace(" ", "  ", 1)
             chosen[index] = spaced if spaced != chosen[index] else f" {chosen[index]}"
         elif roll < 0.07:
             chosen[0] += " "
         return chosen
 
-    def _answer(self, answer_id: int, poll: dict, created_us: int, updated_us: int, offset: str) -> dict:
-        rng = self.rng
-        language, first, last, middle, email = self._person(poll["poll_language"])
-        items: list[dict] = []
+    def _tail_pools(self) -> None:
+        """Pools of ready ``utm`` and ``meta`` members (missing, empty or filled), picked per answer."""
+        r, pick, q = self.r, self.pick, _quote
+        self._utm_pool, self._meta_pool = [], []
+        for _ in range(_POOL_SIZE):
+            roll = r()
+            if roll < 0.6:
+                utm = f'"utm_source":{q(pick(_UTM_SOURCES))},"utm_medium":{q(pick(_UTM_MEDIUMS))}'
+                if r() < 0.6:
+                    utm += f',"utm_campaign":{q(pick(_UTM_CAMPAIGNS))}'
+                if r() < 0.3:
+                    utm += f',"utm_term":{q(pick(_UTM_TERMS))}'
+                self._utm_pool.append(f',"utm":{{{utm}}}')
+            else:
+                self._utm_pool.append(',"utm":{}' if roll < 0.75 else "")
+            roll = r()
+            if roll < 0.7:
+                meta = f'"referer":{q(pick(_REFERERS))}'
+                if r() < 0.8:
+                    meta += f',"user_agent":{q(pick(_USER_AGENTS))}'
+                if r() < 0.8:
+                    meta += f',"ip":"{pick(_TEST_NETS)}.{1 + int(r() * 254)}"'
+                self._meta_pool.append(f',"meta":{{{meta}}}')
+            else:
+                self._meta_pool.append(',"meta":{}' if roll < 0.8 else "")
+
+    def _answer(self, answer_id: int, poll: dict, created_us: int, updated_us: int, suffix: str) -> str:
+        """One Answer as compact JSON text (built directly: this is the generator's hot loop)."""
+        r, q = self.r, _quote
+        first, last, middle, _, email = self._person(poll["poll_language"])
+        items: list[str] = []
+        append = items.append
         for question in poll["questions"]:
             code = question["code"]
             if code == "email":
-                if email is None:
-                    continue
-                items.append({"code": "email", "value": None if email == _NULL_EMAIL else email})
+                if email is not None:
+                    append(email)
             elif code == "phone":
-                if rng.random() < 0.8:
-                    items.append({"code": "phone", "value": self._phone()})
+                if r() < 0.8:
+                    append(f'{{"code":"phone","value":{q(self._phone())}}}')
             elif code == "first_name":
-                items.append({"code": "first_name", "value": first})
+                append(first)
             elif code == "last_name":
-                if rng.random() < 0.95:
-                    items.append({"code": "last_name", "value": last})
+                if r() < 0.95:
+                    append(last)
             elif code == "middle_name":
-                if middle:
-                    items.append({"code": "middle_name", "value": middle})
+                if middle is not None:
+                    append(middle)
             elif code == "programs":
-                if rng.random() < 0.98:
-                    items.append({"code": "programs", "value": self._programmes(question["options"])})
+                if r() < 0.98:
+                    chosen = ",".join(map(q, self._programmes(question["options"])))
+                    append(f'{{"code":"programs","value":[{chosen}]}}')
             elif code == "level":
-                roll = rng.random()
+                roll = r()
                 if roll < 0.8:
-                    items.append({"code": "level", "value": rng.choice(_LEVELS)})
+                    append(_LEVEL_ITEMS[int(roll * 3.75)])
                 elif roll < 0.84:
-                    items.append({"code": "level", "value": rng.choice(_UNKNOWN_LEVELS)})
+                    append(_UNKNOWN_LEVEL_ITEMS[int((roll - 0.8) * 100)])
             elif code == "consent":
-                roll = rng.random()
+                roll = r()
                 if roll < 0.95:
-                    items.append({"code": "consent", "value": roll < 0.9})
+                    append('{"code":"consent","value":true}' if roll < 0.9 else '{"code":"consent","value":false}')
             elif code == "graduation_year":
-                if rng.random() < 0.7:
-                    items.append({"code": code, "value": None if rng.random() < 0.05 else rng.randrange(2024, 2031)})
+                if r() < 0.7:
+                    append(f'{{"code":"graduation_year","value":{"null" if r() < 0.05 else 2024 + int(r() * 7)}}}')
             elif code == "comment":
-                if rng.random() < 0.2:
-                    items.append({"code": code, "value": rng.choice(_COMMENTS)})
-        answer: dict[str, Any] = {
-            "answer_id": answer_id,
-            "poll_id": poll["poll_id"],
-            "created_at": format_rfc3339(created_us, offset),
-            "updated_at": format_rfc3339(updated_us, offset),
-            "answers": items,
-        }
-        roll = rng.random()
-        if roll < 0.6:
-            utm = {"utm_source": rng.choice(_UTM_SOURCES), "utm_medium": rng.choice(_UTM_MEDIUMS)}
-            if rng.random() < 0.6:
-                utm["utm_campaign"] = rng.choice(["master-2026", "bachelor-2026", "open-day", "olymp"])
-            if rng.random() < 0.3:
-                utm["utm_term"] = rng.choice(["юрист", "data science", "магистратура", "экономика"])
-            answer["utm"] = utm
-        elif roll < 0.75:
-            answer["utm"] = {}
-        roll = rng.random()
+                if r() < 0.2:
+                    append(f'{{"code":"comment","value":{q(_COMMENTS[int(r() * len(_COMMENTS))])}}}')
+        created = self.stamp(created_us, suffix)
+        updated = created if updated_us == created_us else self.stamp(updated_us, suffix)
+        roll = r()
         if roll < 0.5:
             stamp = created_us // 1_000_000
-            cookies = {"_ga": f"GA1.2.{rng.randrange(10 ** 9, 10 ** 10)}.{stamp}"}
-            if rng.random() < 0.7:
-                cookies["_ym_uid"] = f"{stamp}{rng.randrange(10 ** 8, 10 ** 9)}"
-            answer["cookies"] = cookies
-        elif roll < 0.6:
-            answer["cookies"] = {}
-        roll = rng.random()
-        if roll < 0.7:
-            meta: dict[str, Any] = {"referer": rng.choice(_REFERERS)}
-            if rng.random() < 0.8:
-                meta["user_agent"] = rng.choice(_USER_AGENTS)
-            if rng.random() < 0.8:
-                meta["ip"] = f"{rng.choice(('192.0.2', '198.51.100', '203.0.113'))}.{rng.randrange(1, 255)}"
-            answer["meta"] = meta
-        elif roll < 0.8:
-            answer["meta"] = {}
-        return answer
+            cookies = f',"cookies":{{"_ga":"GA1.2.{1_000_000_000 + int(r() * 9_000_000_000)}.{stamp}"'
+            if roll < 0.35:
+                cookies += f',"_ym_uid":"{stamp}{100_000_000 + int(r() * 900_000_000)}"'
+            cookies += "}"
+        else:
+            cookies = ',"cookies":{}' if roll < 0.6 else ""
+        utm = self._utm_pool[int(r() * _POOL_SIZE)]
+        meta = self._meta_pool[int(r() * _POOL_SIZE)]
+        return (f'{{"answer_id":{answer_id},"poll_id":{poll["poll_id"]},"created_at":"{created}",'
+                f'"updated_at":"{updated}","answers":[{",".join(items)}]{utm}{cookies}{meta}}}')
 
     def fill(self, dataset: Dataset, count: int) -> None:
-        rng = self.rng
+        r = self.r
         start = datetime(2025, 9, 1, 9, 0, tzinfo=timezone(timedelta(hours=3)))
         poll_count = 1 if count < 10 else 3 if count < 10_000 else 5
         polls = self._polls(poll_count, start)
         for poll in polls:
             dataset.add_poll(poll)
-        weights = [0.45, 0.3, 0.15, 0.06, 0.04][:poll_count]
-        # Spread the answers over at most ~60 days; a third of them land in the same
-        # second as the one before (ties), some in bursts of many per second.
+        # Cumulative shares of the answers per poll.
+        shares = [0.45, 0.75, 0.9, 0.96][:poll_count - 1]
+        # Spread the answers over at most ~60 days of whole seconds; a third of them land
+        # in the same second as the one before (ties), some in bursts of many per second.
         mean_gap = max(2.0, min(90.0, 60 * 86_400 / count))
         now_us = to_us(start)
-        answer_id = 815_000_000 + rng.randrange(0, 1_000)
+        answer_id = 815_000_000 + self.below(1_000)
         burst = 0
+        add_packed = dataset.add_packed
+        self._tail_pools()
         for _ in range(count):
             if burst:
                 burst -= 1
-            elif rng.random() < 0.35:
-                burst = rng.choice((0, 0, 0, 1, 2, 5, 12)) if rng.random() < 0.3 else 0
+            elif r() < 0.35:
+                if r() < 0.3:
+                    burst = self.pick(_BURSTS)
             else:
-                now_us += int(rng.expovariate(1 / mean_gap) * 1_000_000) // 1_000_000 * 1_000_000 + 1_000_000
-            answer_id += rng.randrange(1, 4)
-            poll = polls[rng.choices(range(poll_count), weights)[0]]
+                now_us += (1 + int(self.rng.expovariate(1 / mean_gap))) * 1_000_000
+            answer_id += 1 + self.below(3)
+            roll = r()
+            poll = polls[bisect_right(shares, roll)]
             created_us = updated_us = now_us
-            if rng.random() < 0.05:  # edited later: same id, later updated_at
-                updated_us = created_us + rng.randrange(1, 4 * 86_400) * 1_000_000
-            offset = rng.choice(_OFFSETS)
-            dataset.add_answer(self._answer(answer_id, poll, created_us, updated_us, offset), validate=False)
+            if r() < 0.05:  # edited later: same id, later updated_at
+                updated_us = created_us + (1 + self.below(4 * 86_400)) * 1_000_000
+            text = self._answer(answer_id, poll, created_us, updated_us, self.pick(_OFFSETS))
+            add_packed(PackedAnswer(answer_id, poll["poll_id"], updated_us, text.encode("utf-8")))
