@@ -65,3 +65,24 @@ def execute(ctx: Context, options: RunOptions, *, progress: Callable[[str, int],
                       progress=progress)
     logger.bind(run_id=summary.run_id).info("run finished: {}", summary.outcome)
     return summary
+
+
+def stage_one(ctx: Context, *, answer_id: int, poll_id: int | None) -> None:
+    """Fetch one answer (and its poll) afresh and stage it, so the next push includes it."""
+    from sync.errors import ConfigError, NotFoundError
+
+    if poll_id is None:
+        row = ctx.ledger.get_answer(answer_id)
+        if row is None:
+            raise ConfigError(f"answer {answer_id} is not in the ledger: give its poll with --poll")
+        poll_id = row.poll_id
+    try:
+        answer = ctx.survey.get_answer(poll_id, answer_id)
+    except NotFoundError:
+        raise ConfigError(f"answer {answer_id} of poll {poll_id} does not exist on the survey platform") from None
+    if not ctx.ledger.poll_rows(poll_ids=[poll_id]):
+        for page in ctx.survey.iter_polls(None):
+            polls = [p.model_dump(mode="json") for p in page.items if p.poll_id == poll_id]
+            if polls:
+                ctx.ledger.stage_polls(polls=polls, watermark=None, run_id="replay")
+    ctx.ledger.stage_answers(answers=[answer.model_dump(mode="json")], watermark=None, run_id="replay")

@@ -36,6 +36,7 @@ class RunOptions:
     pull: bool = True
     answer_ids: set[int] = field(default_factory=set)
     include_attention: bool = False
+    force: bool = False          # push ``answer_ids`` whatever their state (replay)
     keep_plan: bool = False
     lookback: timedelta = timedelta(minutes=10)
     chunk_size: int = 2000
@@ -167,6 +168,10 @@ class _Run:
         """Chunks of ``(payload, content_hash, known deal ids, status)`` to plan and push."""
         answer_ids = sorted(self.o.answer_ids) if self.o.answer_ids else None
         seen: set[int] = set()
+        if self.o.force and answer_ids:
+            rows = self.ledger.answer_rows(answer_ids=answer_ids)
+            yield [(r.payload, r.content_hash, dict(r.deal_ids or {}), "changed") for r in rows]
+            return
         for rows in self.ledger.answers_to_push(poll_ids=sorted(self.o.poll_ids) or None, answer_ids=answer_ids,
                                                 include_attention=self.o.include_attention,
                                                 chunk=self.o.chunk_size):
@@ -308,6 +313,12 @@ def run(options: RunOptions, *, survey, bitrix, ledger, mapping: FieldMapping,
         run_id = ledger.start_run(command=options.command, dry_run=False, since=options.since,
                                   poll_filter=sorted(options.poll_ids))
     summary = RunSummary(run_id=run_id, command=options.command, dry_run=options.dry_run, started_at=started)
+    with logger.contextualize(run_id=run_id[:8]):
+        return _run_body(job, options, summary, run_id, t0, survey=survey, bitrix=bitrix, ledger=ledger)
+
+
+def _run_body(job: _Run, options: RunOptions, summary: RunSummary, run_id: str, t0: float, *, survey, bitrix,
+              ledger) -> RunSummary:
     try:
         pulled = None
         if options.pull:
