@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
-from typing import Iterable
+from typing import Iterable, Sequence
 
 
 class FaultInjector:
@@ -45,6 +45,12 @@ class FaultInjector:
 
     def draw(self, kinds: Iterable[str], *, method: str | None = None) -> str | None:
         """Return the fault to apply at this point, if any, among ``kinds``."""
+        detail = self.draw_detail(kinds, method=method)
+        return None if detail is None else detail["kind"]
+
+    def draw_detail(self, kinds: Iterable[str], *, method: str | None = None) -> dict | None:
+        """Like :meth:`draw`, but return the whole script entry (``{"kind": ..., **extras}``), so a
+        script can carry parameters for the fault (``{"kind": "slow", "slow_s": 3}``)."""
         kinds = list(kinds)
         with self._lock:
             for entry in self._script:
@@ -52,13 +58,18 @@ class FaultInjector:
                     entry["times"] -= 1
                     self._script = [e for e in self._script if e["times"] > 0]
                     self.fired[entry["kind"]] += 1
-                    return entry["kind"]
+                    return {k: v for k, v in entry.items() if k != "times"}
             for kind in kinds:
                 rate = self._rates.get(kind, 0.0)
                 if rate and self._rng.random() < rate:
                     self.fired[kind] += 1
-                    return kind
+                    return {"kind": kind}
         return None
+
+    def choice(self, options: Sequence):
+        """Pick one of ``options`` with the seeded generator (replayable like the draws)."""
+        with self._lock:
+            return self._rng.choice(list(options))
 
     def snapshot(self) -> dict:
         with self._lock:

@@ -8,6 +8,7 @@ socket life cycle.
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -17,18 +18,35 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     # Many clients (and the benchmarks) open bursts of connections.
     request_queue_size = 128
+    ssl_context: ssl.SSLContext | None = None
+
+    def finish_request(self, request, client_address) -> None:  # type: ignore[override]
+        if self.ssl_context is None:
+            super().finish_request(request, client_address)
+            return
+        # The TLS handshake runs here, in the connection's own thread, not in the accept loop.
+        try:
+            tls = self.ssl_context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return
+        try:
+            super().finish_request(tls, client_address)
+        finally:
+            self.shutdown_request(tls)
 
 
 class LoopbackServer:
     """Serve ``handler_class`` on ``host:port`` (port 0 picks a free one) in a thread.
 
-    The handler reaches its owner through ``self.server.owner``.
+    The handler reaches its owner through ``self.server.owner``. With ``ssl_context`` the
+    server speaks HTTPS (for clients that hard-code ``https://``, such as b24pysdk).
     """
 
     def __init__(self, handler_class: type[BaseHTTPRequestHandler], *, owner: object,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+                 host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None) -> None:
         self._httpd = _Server((host, port), handler_class)
         self._httpd.owner = owner  # type: ignore[attr-defined]
+        self._httpd.ssl_context = ssl_context
         self._thread: threading.Thread | None = None
 
     @property
@@ -40,8 +58,12 @@ class LoopbackServer:
         return self._httpd.server_address[1]
 
     @property
+    def scheme(self) -> str:
+        return "https" if self._httpd.ssl_context is not None else "http"
+
+    @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def start(self) -> "LoopbackServer":
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},

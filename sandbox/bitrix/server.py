@@ -1,0 +1,572 @@
+"""The Bitrix24 incoming-webhook emulator: HTTP handler, routing, auth, envelopes, limits,
+faults and the admin API.
+
+Request pipeline for ``/rest/{user_id}/{secret}/{method}[.json][/]`` (GET or POST), in the
+order the real server applies its checks (bitrix24-rest.md §1-§3):
+
+1. fault draw (a gateway in front of the portal: 5xx, HTML pages, dropped connections);
+2. leaky bucket -> 503 ``QUERY_LIMIT_EXCEEDED`` (nothing applied);
+3. unknown method -> 404 ``ERROR_METHOD_NOT_FOUND``;
+4. auth: ``require_https`` -> 400 ``INVALID_REQUEST``; wrong user/secret -> ``INVALID_CREDENTIALS``
+   (401 by default, configurable); method outside the webhook scopes -> 403 ``insufficient_scope``;
+5. operating limit of the method -> 429 ``OPERATION_TIME_LIMIT``;
+6. the method, under the CRM lock; its time is added to the method's operating time;
+7. the envelope ``{result, total?, next?, time}`` or ``{error, error_description}``.
+
+Fault kinds (:data:`FAULT_KINDS`), drawn per request with the top-level method as
+``method`` (scripts can target e.g. ``{"kind": "drop_after", "method": "batch"}``):
+
+* before anything runs: ``http_500`` (JSON ``INTERNAL_SERVER_ERROR``), ``http_503`` (JSON
+  ``QUERY_LIMIT_EXCEEDED`` as the limiter sends it), ``html_502``/``html_504`` (nginx HTML
+  pages), ``overload`` (503 ``OVERLOAD_LIMIT``), ``invalid_credentials`` (an expired or
+  deleted webhook), ``redirect_302`` (portal moved; ``location`` in the script entry),
+  ``drop_before`` (connection reset, nothing applied);
+* after the request is fully applied: ``drop_after`` (connection closed without an
+  answer) and ``slow`` (answer after ``slow_s`` seconds, per entry or the emulator default);
+* inside ``batch``: ``batch_command_error`` -- one command (``command`` in the script entry,
+  else a seeded random one) fails with ``error``/``error_description`` (default
+  ``INTERNAL_SERVER_ERROR``) and is not applied; the others run normally.
+"""
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import re
+import threading
+import time
+from collections import Counter
+from datetime import timedelta, timezone
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from sandbox.faults import FaultInjector
+from sandbox.httpbase import LoopbackServer, drop_connection
+
+from .batch import run_batch
+from .limits import LeakyBucket, OperatingLimiter
+from .methods import REGISTRY, Context, RestError, Result
+from .params import php_intval, request_params
+from .state import CRM, Invalid, internal_value, iso, load_portal
+
+PRE_FAULTS = ("drop_before", "http_500", "http_503", "html_502", "html_504", "overload", "invalid_credentials",
+              "redirect_302")
+POST_FAULTS = ("drop_after", "slow")
+BATCH_FAULTS = ("batch_command_error",)
+FAULT_KINDS = PRE_FAULTS + POST_FAULTS + BATCH_FAULTS
+
+_HTML = {
+    502: b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1>"
+         b"</center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n",
+    504: b"<html>\r\n<head><title>504 Gateway Time-out</title></head>\r\n<body>\r\n<center><h1>504 Gateway "
+         b"Time-out</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n",
+}
+
+
+class _Reply:
+    """What the handler sends: a JSON/HTML body with a status, or a dropped connection."""
+
+    def __init__(self, status: int = 200, body: Any = None, *, html: bytes | None = None,
+                 headers: dict | None = None, drop: bool = False, delay_s: float = 0.0) -> None:
+        self.status = status
+        self.body = body
+        self.html = html
+        self.headers = headers or {}
+        self.drop = drop
+        self.delay_s = delay_s
+
+
+def _error_reply(err: RestError, headers: dict | None = None) -> _Reply:
+    return _Reply(err.status, err.body(), headers=headers)
+
+
+class BitrixEmulator:
+    """A Bitrix24 portal's REST API (incoming webhook) on loopback; see the module docstring.
+
+    ``rate_limit``/``burst``: the leaky bucket (``None`` or 0 turns it off).
+    ``operating_limit_s``: per-method seconds per ten minutes (``None``/0 off);
+    ``operating_time_scale`` multiplies each measured call duration (to reach the limit in tests).
+    ``clock``: unix seconds for limits, envelopes and record dates (default ``time.time``).
+    ``tls``: an ``ssl.SSLContext`` to serve HTTPS; ``require_https``: refuse plain-http calls.
+    """
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, portal: dict | None = None,
+                 portal_path: str | Path | None = None, user_id: int = 1, secret: str = "sandbox-secret",
+                 scopes: tuple[str, ...] | list[str] = ("crm", "user"), rate_limit: float | None = 2.0,
+                 burst: int = 50, operating_limit_s: float | None = 480.0, operating_time_scale: float = 1.0,
+                 faults: FaultInjector | None = None, latency_ms: float = 0.0, command_latency_ms: float = 0.0,
+                 clock: Callable[[], float] | None = None, bad_credentials_status: int = 401,
+                 require_https: bool = False, tls: Any = None, slow_s: float = 2.0,
+                 batch_import_max: int = 20, utc_offset_hours: float = 3.0) -> None:
+        self.user_id = int(user_id)
+        self.secret = secret
+        self.scopes = tuple(scopes)
+        self.clock = clock or time.time
+        self.tz = timezone(timedelta(hours=utc_offset_hours))
+        self.bad_credentials_status = bad_credentials_status
+        self.require_https = require_https
+        self.latency_ms = latency_ms
+        self.command_latency_ms = command_latency_ms
+        self.slow_s = slow_s
+        self.batch_import_max = batch_import_max
+        self.operating_time_scale = operating_time_scale
+        self.faults = faults if faults is not None else FaultInjector()
+        self.bucket = LeakyBucket(rate_limit, burst, clock=self.clock)
+        self.operating = OperatingLimiter(operating_limit_s, clock=self.clock)
+        self._portal = portal if portal is not None else load_portal(portal_path)
+        self.crm = CRM(self._portal, clock=self.clock, tz=self.tz, caller_id=self.user_id)
+        self._counters_lock = threading.Lock()
+        self.reset_counters()
+        self._server = LoopbackServer(_Handler, owner=self, host=host, port=port, ssl_context=tls)
+        self._tls = tls is not None
+        self.admin = AdminHandle(self)
+
+    # ---- life cycle ----
+
+    def start(self) -> "BitrixEmulator":
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self) -> "BitrixEmulator":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        return self._server.base_url
+
+    @property
+    def port(self) -> int:
+        return self._server.port
+
+    @property
+    def webhook_url(self) -> str:
+        return f"{self.base_url}/rest/{self.user_id}/{self.secret}/"
+
+    # ---- counters ----
+
+    def reset_counters(self) -> None:
+        with self._counters_lock:
+            self._requests = 0
+            self._by_method: Counter[str] = Counter()
+            self._batch_commands = 0
+            self._commands_by_method: Counter[str] = Counter()
+            self._rejected: Counter[str] = Counter()
+            self._faults_fired: Counter[str] = Counter()
+
+    def counters(self) -> dict:
+        with self._counters_lock:
+            return {"requests": self._requests, "by_method": dict(self._by_method),
+                    "batch_commands": self._batch_commands, "commands_by_method": dict(self._commands_by_method),
+                    "rejected": dict(self._rejected), "faults_fired": dict(self._faults_fired)}
+
+    def _count(self, *, request: str | None = None, command: str | None = None, rejected: str | None = None,
+               fault: str | None = None) -> None:
+        with self._counters_lock:
+            if request is not None:
+                self._requests += 1
+                self._by_method[request] += 1
+            if command is not None:
+                self._batch_commands += 1
+                self._commands_by_method[command] += 1
+            if rejected is not None:
+                self._rejected[rejected] += 1
+            if fault is not None:
+                self._faults_fired[fault] += 1
+
+    # ---- the REST pipeline ----
+
+    def _context(self) -> Context:
+        license_ = "ru_ent250" if self.bucket.burst >= 250 else "ru_project"
+        return Context(self.crm, self.user_id, self.scopes, self.tz, self.batch_import_max, license_)
+
+    def _time_block(self, start: float, elapsed: float, processing: float, method: str | None) -> dict:
+        finish = start + elapsed
+        block = {"start": start, "finish": finish, "duration": elapsed, "processing": processing,
+                 "date_start": iso(start, self.tz), "date_finish": iso(finish, self.tz)}
+        if method is not None:
+            block["operating_reset_at"] = self.operating.reset_at(method)
+            block["operating"] = round(self.operating.used(method), 6)
+        return block
+
+    def _operating_error(self, method: str) -> RestError | None:
+        if self.operating.blocked(method):
+            return RestError("OPERATION_TIME_LIMIT", "Method is blocked due to operation time limit.", 429)
+        return None
+
+    def _execute(self, method: str, params: dict) -> tuple[Result, float]:
+        """Run one method under the CRM lock; (result, measured seconds). Raises RestError."""
+        start = params.pop("start", None)
+        start = php_intval(start) if start is not None else None
+        fn = REGISTRY[method].fn
+        t0 = time.perf_counter()
+        try:
+            with self.crm.lock:
+                return fn(self._context(), params, start), time.perf_counter() - t0
+        finally:
+            self.operating.record(method, (time.perf_counter() - t0) * self.operating_time_scale)
+
+    def _sub_call(self, method: str, params: dict) -> dict:
+        """One command inside a batch, as ``CRestServerBatchItem::process`` answers it."""
+        self._count(command=method)
+        if self.command_latency_ms:
+            time.sleep(self.command_latency_ms / 1000.0)
+        started, t0 = self.clock(), time.perf_counter()
+        spec = REGISTRY.get(method)
+        if spec is None:
+            return {"error": "ERROR_METHOD_NOT_FOUND", "error_description": "Method not found!"}
+        if spec.scope and spec.scope not in self.scopes:
+            self._count(rejected="insufficient_scope")
+            return {"error": "insufficient_scope", "error_description": ""}
+        blocked = self._operating_error(method)
+        if blocked is not None:
+            self._count(rejected=blocked.code)
+            return {"error": blocked.code, "error_description": blocked.description}
+        try:
+            result, processing = self._execute(method, params)
+        except RestError as err:
+            return {"error": err.code, "error_description": err.description}
+        res: dict[str, Any] = {"result": result.result}
+        if result.next is not None:
+            res["next"] = result.next
+        if result.total is not None:
+            res["total"] = result.total
+        res["time"] = self._time_block(started, time.perf_counter() - t0, processing, method)
+        return res
+
+    def _batch(self, params: dict) -> Result:
+        fault = self.faults.draw_detail(BATCH_FAULTS, method="batch")
+        fail_command, fail_error = None, None
+        if fault is not None:
+            self._count(fault=fault["kind"])
+            upper = {str(k).upper(): v for k, v in params.items()}
+            cmd = upper.get("CMD")
+            names = list(cmd.keys()) if isinstance(cmd, dict) else list(range(len(cmd))) if isinstance(cmd, list) else []
+            names = names[:50]
+            if names:
+                fail_command = fault.get("command", self.faults.choice(names))
+                fail_error = {"error": fault.get("error", "INTERNAL_SERVER_ERROR"),
+                              "error_description": fault.get("error_description", "Internal server error")}
+        return Result(run_batch(params, self._sub_call, fail_command=fail_command, fail_error=fail_error))
+
+    def handle_rest(self, http_method: str, path: str, query: str, content_type: str | None, body: bytes) -> _Reply:
+        segments = [s for s in path[len("/rest/"):].split("/") if s != ""]
+        method = ""
+        if segments:
+            method = segments[-1].lower()
+            for suffix in (".json", ".xml"):
+                if method.endswith(suffix):
+                    method = method[: -len(suffix)]
+        self._count(request=method)
+        if self.latency_ms:
+            time.sleep(self.latency_ms / 1000.0)
+
+        fault = self.faults.draw_detail(PRE_FAULTS + POST_FAULTS, method=method)
+        if fault is not None:
+            self._count(fault=fault["kind"])
+            pre = self._pre_fault(fault, path, query)
+            if pre is not None:
+                return pre
+
+        if not self.bucket.try_acquire():
+            self._count(rejected="QUERY_LIMIT_EXCEEDED")
+            return _error_reply(RestError("QUERY_LIMIT_EXCEEDED", "Too many requests", 503))
+
+        reply = self._rest_call(http_method, segments, method, query, content_type, body)
+        if fault is not None and fault["kind"] == "drop_after":
+            return _Reply(drop=True)
+        if fault is not None and fault["kind"] == "slow":
+            reply.delay_s = float(fault.get("slow_s", self.slow_s))
+        return reply
+
+    def _pre_fault(self, fault: dict, path: str, query: str) -> _Reply | None:
+        kind = fault["kind"]
+        if kind == "drop_before":
+            return _Reply(drop=True)
+        if kind == "http_500":
+            return _Reply(500, {"error": "INTERNAL_SERVER_ERROR", "error_description": "Internal server error"})
+        if kind == "http_503":
+            return _Reply(503, {"error": "QUERY_LIMIT_EXCEEDED", "error_description": "Too many requests"})
+        if kind in ("html_502", "html_504"):
+            status = int(kind[-3:])
+            return _Reply(status, html=_HTML[status])
+        if kind == "overload":
+            return _Reply(503, {"error": "OVERLOAD_LIMIT", "error_description": "REST API is blocked due to overload"})
+        if kind == "invalid_credentials":
+            return _Reply(self.bad_credentials_status,
+                          {"error": "INVALID_CREDENTIALS", "error_description": "Invalid request credentials"})
+        if kind == "redirect_302":
+            location = fault.get("location") or (self.base_url + path + (f"?{query}" if query else ""))
+            return _Reply(302, {"error": "", "error_description": "Portal moved"}, headers={"Location": location})
+        return None
+
+    def _rest_call(self, http_method: str, segments: list[str], method: str, query: str,
+                   content_type: str | None, body: bytes) -> _Reply:
+        if len(segments) == 1:
+            return _error_reply(RestError("NO_AUTH_FOUND", "Wrong authorization data", 401))
+        if len(segments) != 3 or method not in REGISTRY:
+            self._count(rejected="ERROR_METHOD_NOT_FOUND")
+            return _error_reply(RestError("ERROR_METHOD_NOT_FOUND", "Method not found!", 404))
+        if self.require_https and not self._tls:
+            self._count(rejected="INVALID_REQUEST")
+            return _error_reply(RestError("INVALID_REQUEST", "Https required.", 400))
+        user, secret = segments[0], segments[1]
+        if secret != self.secret or not user.isdigit() or int(user) != self.user_id:
+            self._count(rejected="INVALID_CREDENTIALS")
+            return _error_reply(RestError("INVALID_CREDENTIALS", "Invalid request credentials",
+                                          self.bad_credentials_status))
+        spec = REGISTRY[method]
+        if spec.scope and spec.scope not in self.scopes:
+            self._count(rejected="insufficient_scope")
+            return _error_reply(RestError(
+                "insufficient_scope", "The request requires higher privileges than provided by the webhook token", 403))
+        params = request_params(query, http_method, content_type, body)
+        started, t0 = self.clock(), time.perf_counter()
+        try:
+            if method == "batch":
+                # The outer batch is not counted in operating time; each command counts for its own method.
+                params.pop("start", None)
+                result, processing = self._batch(params), None
+            else:
+                blocked = self._operating_error(method)
+                if blocked is not None:
+                    self._count(rejected=blocked.code)
+                    return _error_reply(blocked)
+                result, processing = self._execute(method, params)
+        except RestError as err:
+            return _error_reply(err)
+        elapsed = time.perf_counter() - t0
+        envelope: dict[str, Any] = {"result": result.result}
+        if result.next is not None:
+            envelope["next"] = result.next
+        if result.total is not None:
+            envelope["total"] = result.total
+        envelope["time"] = self._time_block(started, elapsed, processing if processing is not None else elapsed,
+                                            None if method == "batch" else method)
+        headers = {"X-Bitrix-Rest-Time": f"{elapsed:.10f}", "X-Bitrix-Rest-User-Time": f"{elapsed:.10f}",
+                   "X-Bitrix-Rest-System-Time": "0.0000000000"}
+        return _Reply(200, envelope, headers=headers)
+
+    # ---- admin over HTTP ----
+
+    def handle_admin(self, http_method: str, path: str, body: bytes) -> _Reply:
+        route = path[len("/_admin/"):].strip("/")
+        try:
+            payload = json.loads(body.decode("utf-8")) if body.strip() else {}
+        except ValueError:
+            return _Reply(400, {"error": "bad json"})
+        a = self.admin
+        if http_method == "GET" and route == "state":
+            return _Reply(200, a.dump())
+        if http_method == "GET" and route == "counters":
+            return _Reply(200, a.counters())
+        if http_method == "POST" and route == "counters/reset":
+            a.reset_counters()
+            return _Reply(200, {"ok": True})
+        if http_method == "POST" and route == "faults":
+            return _Reply(200, a.set_faults(rates=payload.get("rates"), script=payload.get("script"),
+                                             seed=payload.get("seed")))
+        if http_method == "GET" and route == "faults":
+            return _Reply(200, a.faults())
+        if http_method == "POST" and route == "rate-limit":
+            return _Reply(200, a.set_rate_limit(payload.get("rate"), payload.get("burst", self.bucket.burst)))
+        if http_method == "POST" and route in ("contacts", "deals"):
+            rows = payload.get(route, payload) if isinstance(payload, dict) else payload
+            try:
+                ids = a.add_contacts(rows) if route == "contacts" else a.add_deals(rows)
+            except (Invalid, ValueError, TypeError) as err:
+                return _Reply(400, {"error": str(err)})
+            return _Reply(200, {"ids": ids})
+        if http_method == "POST" and route == "reset":
+            a.reset()
+            return _Reply(200, {"ok": True})
+        return _Reply(404, {"error": f"no admin route {http_method} /_admin/{route}"})
+
+
+class AdminHandle:
+    """In-process control of a :class:`BitrixEmulator` (the same as ``/_admin/*`` over HTTP)."""
+
+    def __init__(self, emulator: BitrixEmulator) -> None:
+        self._e = emulator
+
+    def dump(self) -> dict:
+        """The whole CRM as plain typed dicts: contacts (with multi-fields), deals, items per type."""
+        crm = self._e.crm
+        with crm.lock:
+            return {"contacts": [crm.dump_contact(i) for i in crm.contacts.ids],
+                    "deals": [crm.dump_deal(i) for i in crm.deals.ids],
+                    "items": {str(etid): [crm.dump_item(etid, i) for i in t.ids] for etid, t in crm.items.items()}}
+
+    def contacts(self) -> list[dict]:
+        crm = self._e.crm
+        with crm.lock:
+            return [crm.dump_contact(i) for i in crm.contacts.ids]
+
+    def deals(self) -> list[dict]:
+        crm = self._e.crm
+        with crm.lock:
+            return [crm.dump_deal(i) for i in crm.deals.ids]
+
+    def items(self, entity_type_id: int) -> list[dict]:
+        crm = self._e.crm
+        with crm.lock:
+            return [crm.dump_item(entity_type_id, i) for i in crm.items[entity_type_id].ids]
+
+    def counters(self) -> dict:
+        return self._e.counters()
+
+    def reset_counters(self) -> None:
+        self._e.reset_counters()
+        self._e.faults.fired.clear()
+
+    def set_faults(self, *, rates: dict | None = None, script: list[dict] | None = None,
+                   seed: int | None = None) -> dict:
+        self._e.faults.configure(rates=rates, script=script, seed=seed)
+        return self.faults()
+
+    def clear_faults(self) -> dict:
+        self._e.faults.clear()
+        return self.faults()
+
+    def faults(self) -> dict:
+        return {**self._e.faults.snapshot(), "slow_s": self._e.slow_s, "kinds": list(FAULT_KINDS)}
+
+    def set_rate_limit(self, rate: float | None, burst: int = 50) -> dict:
+        self._e.bucket.configure(rate, burst)
+        return {"rate": self._e.bucket.rate or None, "burst": self._e.bucket.burst}
+
+    def set_operating_limit(self, limit_s: float | None, *, scale: float | None = None) -> None:
+        self._e.operating.limit_s = limit_s
+        if scale is not None:
+            self._e.operating_time_scale = scale
+
+    def charge_operating(self, method: str, seconds: float) -> None:
+        """Add ``seconds`` to a method's operating time now (deterministic tests)."""
+        self._e.operating.record(method.lower(), seconds)
+
+    def add_contacts(self, rows: list[dict]) -> list[int]:
+        """Seed contacts given as legacy fields (``EMAIL`` may be a list of entries or a string)."""
+        crm = self._e.crm
+        schema = crm.contact_schema
+        ids = []
+        with crm.lock, _gc_paused():
+            for row in rows:
+                data = _admin_fields(schema, row, self._e.tz)
+                ids.append(crm.add_contact(data, validate_email=False))
+        return ids
+
+    def add_deals(self, rows: list[dict]) -> list[int]:
+        crm = self._e.crm
+        schema = crm.deal_schema
+        ids = []
+        with crm.lock, _gc_paused():
+            for row in rows:
+                ids.append(crm.add_deal(_admin_fields(schema, row, self._e.tz)))
+        return ids
+
+    def reset(self) -> None:
+        """Back to the seeded portal (state, limits and counters)."""
+        with self._e.crm.lock:
+            self._e.crm.reset()
+        self._e.operating.clear()
+        self._e.bucket.configure(self._e.bucket.rate or None, self._e.bucket.burst)
+        self.reset_counters()
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Bulk seeding creates hundreds of thousands of dicts that all live on: the cyclic GC
+    would rescan them again and again (it doubles the time at 200,000 deals)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _admin_fields(schema, row: dict, tz: timezone) -> dict:
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        f = schema.by_name.get(key)
+        if f is None:
+            continue
+        if f.kind == "multi" or key == "ID":
+            out[key] = value
+            continue
+        try:
+            out[key] = internal_value(f, value, tz)
+        except Invalid:
+            continue
+    return out
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; without TCP_NODELAY a keep-alive client
+    # waits ~40 ms for the delayed ACK on every response.
+    disable_nagle_algorithm = True
+    server_version = "nginx"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet by design
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._dispatch("POST")
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _dispatch(self, http_method: str) -> None:
+        emulator: BitrixEmulator = self.server.owner  # type: ignore[attr-defined]
+        body = self._read_body()
+        url = urlsplit(self.path)
+        path = re.sub(r"/{2,}", "/", url.path)
+        if path.startswith("/rest/"):
+            reply = emulator.handle_rest(http_method, path, url.query, self.headers.get("Content-Type"), body)
+        elif path.startswith("/_admin/"):
+            reply = emulator.handle_admin(http_method, path, body)
+        else:
+            reply = _Reply(404, {"error": "NOT_FOUND", "error_description": "Not found"})
+        if reply.drop:
+            drop_connection(self)
+            return
+        if reply.delay_s:
+            time.sleep(reply.delay_s)
+        if reply.html is not None:
+            payload, ctype = reply.html, "text/html"
+        else:
+            payload, ctype = json.dumps(reply.body).encode("utf-8"), "application/json; charset=utf-8"
+        try:
+            self.send_response(reply.status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(payload)))
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
