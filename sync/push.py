@@ -18,14 +18,9 @@ from sync.plan_models import Command, Plan
 
 State = Literal["ok", "failed", "unknown", "skipped"]
 
-# Per-command errors that a later attempt can get past; anything else is about the data.
-RETRYABLE_CODES = {"QUERY_LIMIT_EXCEEDED", "OPERATION_TIME_LIMIT", "INTERNAL_SERVER_ERROR", "ERROR_UNEXPECTED_ANSWER",
-                   "NOT_EXECUTED", "ERROR_BATCH_LENGTH_EXCEEDED", "OVERLOAD_LIMIT", "PREREQUISITE_UNKNOWN"}
-RETRYABLE_TEXTS = ("general error", "sql query error", "timeout", "temporarily")
-
-
-def is_retryable(code: str, description: str) -> bool:
-    return code in RETRYABLE_CODES or any(t in (description or "").lower() for t in RETRYABLE_TEXTS)
+# Legacy CRM methods report server trouble with an empty code and these words; the
+# client classifies by code, so these few texts are the only second look.
+TRANSIENT_TEXTS = ("general error", "sql query error", "timeout", "temporarily")
 
 
 @dataclass
@@ -117,10 +112,18 @@ def _send(client: BatchClient, sent: list[Command], to_send: dict[str, tuple[str
                                                       description=f"no id in {str(outcome.result)[:80]!r}",
                                                       retryable=True)
         else:
+            # The client classified the failure once (CommandOutcome.disposition); honour it.
             code = outcome.error or ""
             description = outcome.error_description or ""
+            disposition = getattr(outcome, "disposition", "invalid")
+            if disposition == "ambiguous":
+                results[command.name] = CommandResult(command.name, "unknown", error=code, description=description,
+                                                      retryable=True)
+                continue
+            retryable = disposition in ("retry", "not_executed") or any(
+                t in description.lower() for t in TRANSIENT_TEXTS)
             results[command.name] = CommandResult(command.name, "failed", error=code, description=description,
-                                                  retryable=is_retryable(code, description))
+                                                  retryable=retryable)
     return results
 
 
