@@ -17,9 +17,9 @@ FAULT_PROFILES: dict[str, dict[str, dict[str, float]]] = {
     },
     "chaos": {
         "survey": {"http_502": 0.05, "http_503": 0.05, "http_504": 0.03, "drop": 0.04, "http_429": 0.05,
-                   "cursor_expired": 0.03},
-        "bitrix": {"http_503": 0.05, "http_500": 0.04, "html_502": 0.03, "drop_before": 0.04, "drop_after": 0.05,
-                   "batch_command_error": 0.05},
+                   "slow": 0.02, "cursor_expired": 0.03},
+        "bitrix": {"http_503": 0.05, "http_500": 0.04, "html_502": 0.03, "html_504": 0.02, "drop_before": 0.04,
+                   "drop_after": 0.05, "slow": 0.02, "batch_command_error": 0.05},
     },
 }
 
@@ -30,7 +30,7 @@ class Sandbox:
     def __init__(self, *, host: str = "127.0.0.1", survey_port: int = 0, bitrix_port: int = 0, answers: int = 0,
                  seed: int = 0, faults: str = "none", rate_limit: float | None = 2.0, burst: int = 50,
                  latency_ms: float = 0.0, command_latency_ms: float = 0.0, survey_rate_limit: float | None = None,
-                 include_samples: bool = True, **survey_kwargs) -> None:
+                 include_samples: bool = True, bitrix_kwargs: dict | None = None, **survey_kwargs) -> None:
         from sandbox.bitrix.server import BitrixEmulator
         from sandbox.survey import SurveyEmulator
         from sandbox.survey.dataset import build_dataset
@@ -44,7 +44,8 @@ class Sandbox:
                                      rate_limit_per_s=survey_rate_limit, **survey_kwargs)
         self.bitrix = BitrixEmulator(host=host, port=bitrix_port, rate_limit=rate_limit, burst=burst,
                                      faults=FaultInjector(seed=seed + 1, rates=profile["bitrix"]),
-                                     latency_ms=latency_ms, command_latency_ms=command_latency_ms)
+                                     latency_ms=latency_ms, command_latency_ms=command_latency_ms,
+                                     **(bitrix_kwargs or {}))
 
     def start(self) -> "Sandbox":
         self.survey.start()
