@@ -123,7 +123,7 @@ def make_engine(database_url: str, *, check: bool = True, **engine_kwargs: Any) 
                 conn.rollback()
         except SQLAlchemyError as exc:
             engine.dispose()
-            raise unreachable_error(url, exc) from None
+            raise unreachable_error(url, exc, shown=redact_url(database_url)) from None
     return engine
 
 
@@ -168,8 +168,8 @@ def _sqlite_engine(url: URL, engine_kwargs: dict[str, Any]) -> Engine:
     return engine
 
 
-def unreachable_error(url: URL, exc: BaseException) -> StoreError:
-    """A ``StoreError`` saying which store could not be used and what to check."""
+def unreachable_error(url: URL, exc: BaseException, *, shown: str | None = None) -> StoreError:
+    """A ``StoreError`` saying which store could not be used and what to check (``shown``: the URL as given)."""
     reason = _reason(exc, url)
     if url.get_backend_name() == "sqlite":
         where = sqlite_path(url) or ":memory:"
@@ -178,7 +178,7 @@ def unreachable_error(url: URL, exc: BaseException) -> StoreError:
             "that this user may read and write the file and its directory, and that the disk is not full"
         )
     return StoreError(
-        f"cannot connect to the Postgres store at {redact_url(url)}: {reason} → check that the server is "
+        f"cannot connect to the Postgres store at {shown or redact_url(url)}: {reason} → check that the server is "
         "running and reachable from here, and that DATABASE_URL is spelled right (user, password, host, "
         "port, database name)"
     )

@@ -5,8 +5,6 @@ both call ``execute()``.
 """
 from __future__ import annotations
 
-import os
-import socket
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable
@@ -58,8 +56,7 @@ def execute(ctx: Context, options: RunOptions, *, progress: Callable[[str, int],
                    progress=progress)
     from storage.lock import run_lock
 
-    holder = f"{options.command} (pid {os.getpid()} on {socket.gethostname()})"
-    with run_lock(ctx.engine, database_url=ctx.settings.database_url, holder=holder):
+    with run_lock(ctx.engine, database_url=ctx.settings.database_url, holder=options.command):
         ctx.ledger.mark_stale_runs_interrupted()
         summary = run(options, survey=ctx.survey, bitrix=ctx.bitrix, ledger=ctx.ledger, mapping=ctx.mapping,
                       progress=progress)

@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable, Protocol
 
 from loguru import logger
 
+from sync.crashpoints import crash_point
 from sync.errors import NotFoundError
 from sync.models import Answer, InvalidRecord, Page, Poll
 
@@ -103,6 +104,7 @@ def pull(survey: SurveyReader, ledger, *, since: datetime | None, poll_ids: set[
                     continue
                 counts = ledger.stage_answers(answers=_strip(records), watermark=(name, _newest(records)),
                                               run_id=run_id)
+                crash_point("staged")
                 result.new += counts.new
                 result.changed += counts.changed
                 result.unchanged += counts.unchanged

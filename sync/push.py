@@ -12,6 +12,7 @@ from typing import Any, Callable, Literal, Protocol, Sequence
 
 from loguru import logger
 
+from sync.crashpoints import crash_point
 from sync.batching import UnresolvedReference, pack_batches, refs_in, resolve_params
 from sync.errors import AmbiguousWriteError, RetriableError
 from sync.plan_models import Command, Plan
@@ -98,6 +99,7 @@ def _send(client: BatchClient, sent: list[Command], to_send: dict[str, tuple[str
         logger.warning("batch of {} commands not applied ({}); will retry later", len(sent), exc)
         return {c.name: CommandResult(c.name, "failed", error=exc.code or "RETRIABLE", description=str(exc),
                                       retryable=True) for c in sent}
+    crash_point("batch_sent")
     outcomes = getattr(reply, "outcomes", reply)
     results: dict[str, CommandResult] = {}
     for command in sent:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable
 from loguru import logger
 from pydantic import BaseModel, Field, ValidationError
 
+from sync.crashpoints import crash_point
 from sync.lookups import fetch_answer_lookups, fetch_poll_lookups, fetch_programmes
 from sync.mapping import FieldMapping
 from sync.models import Answer, Poll
@@ -252,6 +253,7 @@ class _Run:
         with_commands = [a.answer_id for a in plan.answers if a.deals]
         if with_commands:
             self.ledger.mark_in_flight(answer_ids=with_commands, run_id=run_id)
+            crash_point("in_flight")
         tracker = OutcomeTracker(plan)
         unknown: list[int] = []
 
@@ -272,6 +274,7 @@ class _Run:
                     unknown.append(outcome.answer_id)
             if pushed:
                 self.ledger.mark_pushed(results=pushed)
+                crash_point("ledger_updated")
             self.progress("push", len(pushed))
 
         results = push_commands(self.bitrix, plan.commands, batch_size=self.o.batch_size, on_batch=settle)
