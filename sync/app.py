@@ -46,7 +46,8 @@ def build_context(settings: Settings) -> Context:
 
 def options_from(settings: Settings, **kwargs) -> RunOptions:
     return RunOptions(lookback=timedelta(minutes=settings.lookback_minutes), chunk_size=settings.chunk_size,
-                      batch_size=settings.batch_size, source_name=settings.source_name, **kwargs)
+                      batch_size=settings.batch_size, source_name=settings.source_name,
+                      concurrency=settings.push_concurrency, **kwargs)
 
 
 def execute(ctx: Context, options: RunOptions, *, progress: Callable[[str, int], None] | None = None) -> RunSummary:

@@ -1,9 +1,11 @@
 """Packing commands into ``batch`` calls of at most 50, and resolving ``Ref`` values.
 
-Commands arrive in dependency order (a new contact right before its deals). Batches
-are filled to the cap in that order, so most contacts share a call with their deals
-(``$result[...]`` reference); a group cut by a batch boundary continues in the next
-call with the real id, which is only known, and only trusted, once its command succeeded.
+A *unit* is a new contact with the deals that reference it (or any command alone).
+Units are packed whole, first-fit by size, so every batch is independent of the others
+and batches can be in flight at the same time; inside a batch a deal reaches its new
+contact through ``$result[...]``. Only a unit larger than a batch is cut: its later
+parts go to a later *level* and get the real id, which is only known, and only
+trusted, once the contact's command succeeded.
 """
 from __future__ import annotations
 
@@ -14,11 +16,44 @@ from sync.plan_models import Command, Ref
 MAX_BATCH = 50
 
 
-def pack_batches(commands: Sequence[Command], size: int = MAX_BATCH) -> list[list[Command]]:
-    """Split ``commands`` into consecutive batches of at most ``size``, keeping their order."""
+def units(commands: Sequence[Command]) -> list[list[Command]]:
+    """Group each command with the earlier command it references (a contact and its deals)."""
+    groups: dict[str, list[Command]] = {}
+    owner: dict[str, str] = {}
+    for command in commands:
+        refs = [r for r in refs_in(command.params) if r in owner]
+        root = owner[refs[0]] if refs else command.name
+        owner[command.name] = root
+        groups.setdefault(root, []).append(command)
+    return list(groups.values())
+
+
+def pack_levels(commands: Sequence[Command], size: int = MAX_BATCH) -> list[list[list[Command]]]:
+    """Batches by level: the batches of one level are independent; a level needs the ones before it."""
     if not 1 <= size <= MAX_BATCH:
         raise ValueError(f"batch size must be 1..{MAX_BATCH}, got {size}")
-    return [list(commands[i:i + size]) for i in range(0, len(commands), size)]
+    levels: list[list[list[Command]]] = [[]]
+    bins: list[list[Command]] = levels[0]
+    for unit in sorted(units(commands), key=len, reverse=True):
+        parts = [unit[i:i + size] for i in range(0, len(unit), size)]
+        first = parts[0]
+        target = next((b for b in bins if len(b) + len(first) <= size), None)
+        if target is None:
+            target = []
+            bins.append(target)
+        target.extend(first)
+        for depth, part in enumerate(parts[1:], start=1):
+            while len(levels) <= depth:
+                levels.append([])
+            levels[depth].append(list(part))
+    # Keep the planner's order inside each batch: a contact before the deals that use it.
+    order = {c.name: i for i, c in enumerate(commands)}
+    return [[sorted(b, key=lambda c: order[c.name]) for b in level] for level in levels if level]
+
+
+def pack_batches(commands: Sequence[Command], size: int = MAX_BATCH) -> list[list[Command]]:
+    """All batches in an order that is safe to send one after the other."""
+    return [batch for level in pack_levels(commands, size) for batch in level]
 
 
 class UnresolvedReference(Exception):

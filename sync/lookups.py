@@ -5,6 +5,7 @@ look-up models (``sync.plan_models``). Reads are idempotent, so the client retri
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable, Protocol
 
 from loguru import logger
@@ -29,7 +30,8 @@ def chunks(items: list, size: int) -> Iterable[list]:
         yield items[i:i + size]
 
 
-def read_commands(client: ReadClient, commands: dict[str, tuple[str, dict]]) -> dict[str, Any]:
+def read_commands(client: ReadClient, commands: dict[str, tuple[str, dict]], *,
+                  concurrency: int = 1) -> dict[str, Any]:
     """Run read commands 50 to a batch; a list command with more pages is followed to its end.
 
     Returns ``name → list of results`` (one per page). A command that keeps failing
@@ -44,9 +46,14 @@ def read_commands(client: ReadClient, commands: dict[str, tuple[str, dict]]) -> 
         if rounds > READ_ROUNDS + 20:  # pragma: no cover - only a server that pages forever gets here
             raise RetriableError("Bitrix24 kept paging a look-up; giving up this run", system="bitrix24")
         follow: dict[str, tuple[str, dict]] = {}
-        names = list(pending)
-        for group in chunks(names, 50):
-            reply = client.batch({n: pending[n] for n in group}, halt=False, idempotent=True)
+        groups = list(chunks(list(pending), 50))
+        if concurrency > 1 and len(groups) > 1:
+            with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="lookup") as pool:
+                replies = list(pool.map(lambda g: client.batch({n: pending[n] for n in g}, halt=False,
+                                                               idempotent=True), groups))
+        else:
+            replies = [client.batch({n: pending[n] for n in g}, halt=False, idempotent=True) for g in groups]
+        for group, reply in zip(groups, replies):
             outcomes = getattr(reply, "outcomes", reply)
             for name in group:
                 outcome = outcomes.get(name)
@@ -116,7 +123,7 @@ def fetch_poll_lookups(client: ReadClient, mapping: FieldMapping, *, owner_email
 
 def fetch_answer_lookups(client: ReadClient, mapping: FieldMapping, *, emails: Iterable[str],
                          origin_ids: Iterable[str], source_name: str,
-                         programmes: list[Programme]) -> AnswerLookups:
+                         programmes: list[Programme], concurrency: int = 1) -> AnswerLookups:
     """Existing contacts for ``emails`` (with their fields) and deals for ``origin_ids``."""
     emails = sorted(set(emails))
     origin_ids = sorted(set(origin_ids))
@@ -127,7 +134,7 @@ def fetch_answer_lookups(client: ReadClient, mapping: FieldMapping, *, emails: I
     for i, group in enumerate(chunks(origin_ids, LIST_PAGE)):
         commands[f"deals_{i}"] = ("crm.deal.list", {"filter": {"ORIGINATOR_ID": source_name, "@ORIGIN_ID": group},
                                                     "select": ["ID", "ORIGIN_ID"], "order": {"ID": "ASC"}})
-    pages = read_commands(client, commands) if commands else {}
+    pages = read_commands(client, commands, concurrency=concurrency) if commands else {}
     contact_ids: set[int] = set()
     deals_by_origin: dict[str, int] = {}
     wanted = set(origin_ids)
@@ -141,7 +148,7 @@ def fetch_answer_lookups(client: ReadClient, mapping: FieldMapping, *, emails: I
                     if key in wanted:
                         deal_id = int(row["ID"])
                         deals_by_origin[key] = min(deal_id, deals_by_origin.get(key, deal_id))
-    contacts = fetch_contacts(client, sorted(contact_ids))
+    contacts = fetch_contacts(client, sorted(contact_ids), concurrency=concurrency)
     wanted_emails = set(emails)
     by_email: dict[str, list[CrmContact]] = {}
     for contact in contacts:
@@ -151,7 +158,7 @@ def fetch_answer_lookups(client: ReadClient, mapping: FieldMapping, *, emails: I
     return AnswerLookups(programmes=programmes, contacts_by_email=by_email, deals_by_origin=deals_by_origin)
 
 
-def fetch_contacts(client: ReadClient, ids: list[int]) -> list[CrmContact]:
+def fetch_contacts(client: ReadClient, ids: list[int], *, concurrency: int = 1) -> list[CrmContact]:
     if not ids:
         return []
     commands = {f"ct_{i}": ("crm.contact.list", {"filter": {"@ID": group},
@@ -159,7 +166,7 @@ def fetch_contacts(client: ReadClient, ids: list[int]) -> list[CrmContact]:
                                                  "order": {"ID": "ASC"}})
                 for i, group in enumerate(chunks(ids, LIST_PAGE))}
     found: dict[int, CrmContact] = {}
-    for result_pages in read_commands(client, commands).values():
+    for result_pages in read_commands(client, commands, concurrency=concurrency).values():
         for page in result_pages:
             for row in page or []:
                 contact = CrmContact(

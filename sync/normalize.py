@@ -12,12 +12,18 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 _SPACES = re.compile(r"\s+")
-_CONTROL = dict.fromkeys(c for c in range(32) if c not in (9, 10, 13))
+# C0 and C1 controls and DEL (tab, newline and CR are whitespace: collapsed with the spaces);
+# lone surrogates (JSON "\ud800" decodes to one) cannot be encoded for any request or store.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def match_key_email(raw: str) -> str:
-    """The form Bitrix24's duplicate search compares e-mails in: trimmed, lower-cased."""
-    return raw.strip().lower()
+    """The form Bitrix24's duplicate search compares e-mails in: trimmed, lower-cased.
+
+    Also NFC: ``é`` typed precomposed or as ``e`` + combining accent is one address.
+    """
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", raw).strip().lower())
 
 
 def normalize_email(raw: object) -> tuple[str | None, str | None]:
@@ -46,6 +52,8 @@ def normalize_phone(raw: object, region: str = "RU") -> tuple[str | None, str | 
         return None, None
     if isinstance(raw, bool):
         return None, "invalid_phone"
+    if isinstance(raw, float) and raw.is_integer():
+        raw = int(raw)  # 89031234567.0: a number that went through a float, not a fraction
     text = str(raw).strip()
     try:
         number = phonenumbers.parse(text, region)
@@ -74,7 +82,9 @@ def clean_text(raw: object, *, max_length: int | None = None, collapse_spaces: b
         return "", False
     if isinstance(raw, (list, dict)):
         return "", False
-    text = unicodedata.normalize("NFC", str(raw)).translate(_CONTROL)
+    text = _SURROGATE.sub("\ufffd", _CONTROL.sub("", str(raw)))
+    # NFC after removing controls: a control between a letter and its accent kept them apart.
+    text = unicodedata.normalize("NFC", text)
     text = _SPACES.sub(" ", text).strip() if collapse_spaces else text.strip()
     if max_length is not None and len(text) > max_length:
         return text[:max_length].rstrip(), True

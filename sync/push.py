@@ -7,13 +7,14 @@ external keys before anything is sent again).
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Protocol, Sequence
 
 from loguru import logger
 
 from sync.crashpoints import crash_point
-from sync.batching import UnresolvedReference, pack_batches, refs_in, resolve_params
+from sync.batching import UnresolvedReference, pack_levels, refs_in, resolve_params
 from sync.errors import AmbiguousWriteError, RetriableError
 from sync.plan_models import Command, Plan
 
@@ -54,29 +55,19 @@ def created_id(command: Command, result: Any) -> int | None:
 
 
 def push_commands(client: BatchClient, commands: Sequence[Command], *, batch_size: int = 50,
-                  on_batch: Callable[[dict[str, CommandResult]], None] | None = None) -> dict[str, CommandResult]:
-    """Send ``commands`` in order, batch by batch; return one result per command name."""
+                  on_batch: Callable[[dict[str, CommandResult]], None] | None = None,
+                  concurrency: int = 1) -> dict[str, CommandResult]:
+    """Send ``commands``; return one result per command name.
+
+    Batches of one level are independent (see ``sync.batching``), so up to
+    ``concurrency`` of them are in flight at once: the client's leaky bucket keeps the
+    pace, and the burst is used instead of idling through each round trip. Results are
+    handled (``on_batch``) in this thread, as each batch returns.
+    """
     results: dict[str, CommandResult] = {}
     created: dict[str, int] = {}
-    for batch in pack_batches(list(commands), batch_size):
-        to_send: dict[str, tuple[str, dict]] = {}
-        sent: list[Command] = []
-        for command in batch:
-            try:
-                params = resolve_params(command.params, same_batch={c.name for c in sent}, created=created)
-            except UnresolvedReference as exc:
-                prerequisite = results.get(exc.command)
-                unknown = prerequisite is not None and prerequisite.state == "unknown"
-                results[command.name] = CommandResult(
-                    command.name, "skipped", error="PREREQUISITE_UNKNOWN" if unknown else "PREREQUISITE_FAILED",
-                    description=f"not sent: {exc.command} did not succeed",
-                    retryable=unknown or (prerequisite.retryable if prerequisite else True))
-                continue
-            to_send[command.name] = (command.method, params)
-            sent.append(command)
-        if not to_send:
-            continue
-        batch_results = _send(client, sent, to_send)
+
+    def handle(batch_results: dict[str, CommandResult], sent: list[Command]) -> None:
         for command in sent:
             outcome = batch_results[command.name]
             if outcome.state == "ok" and outcome.created_id is not None:
@@ -85,7 +76,46 @@ def push_commands(client: BatchClient, commands: Sequence[Command], *, batch_siz
         results.update(batch_results)
         if on_batch is not None:
             on_batch(batch_results)
+
+    for level in pack_levels(list(commands), batch_size):
+        prepared = []
+        for batch in level:
+            sent, to_send, skipped = _prepare(batch, results, created)
+            if skipped:
+                handle(skipped, [])
+            if to_send:
+                prepared.append((sent, to_send))
+        if concurrency > 1 and len(prepared) > 1:
+            with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="push") as pool:
+                futures = {pool.submit(_send, client, sent, to_send): sent for sent, to_send in prepared}
+                for future in as_completed(futures):
+                    handle(future.result(), futures[future])
+        else:
+            for sent, to_send in prepared:
+                handle(_send(client, sent, to_send), sent)
     return results
+
+
+def _prepare(batch: list[Command], results: dict[str, CommandResult], created: dict[str, int]):
+    """Resolve each command's references; one that depends on a failure is not sent."""
+    to_send: dict[str, tuple[str, dict]] = {}
+    sent: list[Command] = []
+    skipped: dict[str, CommandResult] = {}
+    for command in batch:
+        try:
+            params = resolve_params(command.params, same_batch={c.name for c in sent}, created=created)
+        except UnresolvedReference as exc:
+            prerequisite = results.get(exc.command) or skipped.get(exc.command)
+            unknown = prerequisite is not None and (prerequisite.state == "unknown"
+                                                    or prerequisite.error == "PREREQUISITE_UNKNOWN")
+            skipped[command.name] = CommandResult(
+                command.name, "skipped", error="PREREQUISITE_UNKNOWN" if unknown else "PREREQUISITE_FAILED",
+                description=f"not sent: {exc.command} did not succeed",
+                retryable=unknown or (prerequisite.retryable if prerequisite else True))
+            continue
+        to_send[command.name] = (command.method, params)
+        sent.append(command)
+    return sent, to_send, skipped
 
 
 def _send(client: BatchClient, sent: list[Command], to_send: dict[str, tuple[str, dict]]) -> dict[str, CommandResult]:

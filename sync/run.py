@@ -42,6 +42,7 @@ class RunOptions:
     lookback: timedelta = timedelta(minutes=10)
     chunk_size: int = 2000
     batch_size: int = 50
+    concurrency: int = 1
     source_name: str | None = None
 
 
@@ -141,7 +142,8 @@ class _Run:
             self.counts["poll_forms_to_create"] += sum(p.action == "create" for p in plan.polls)
             self.counts["poll_forms_to_update"] += sum(p.action == "update" for p in plan.polls)
             return
-        results = push_commands(self.bitrix, plan.commands, batch_size=self.o.batch_size)
+        results = push_commands(self.bitrix, plan.commands, batch_size=self.o.batch_size,
+                                concurrency=self.o.concurrency)
         for poll_plan in plan.polls:
             r = results.get(poll_plan.command or "")
             if r is None or r.state != "ok":
@@ -227,7 +229,8 @@ class _Run:
             return []
         emails = [e for e in (normalize_email(i.answer.value_of(self.mapping.questions.email))[0] for i in inputs) if e]
         lookups = fetch_answer_lookups(self.bitrix, self.mapping, emails=emails, origin_ids=reconcile,
-                                       source_name=self.source_name, programmes=self.programmes())
+                                       source_name=self.source_name, programmes=self.programmes(),
+                                       concurrency=self.o.concurrency)
         plan = build_answer_plan(inputs, polls=self.poll_context, lookups=lookups, mapping=self.mapping,
                                  source_name=self.source_name)
         self.counts["planned"] += len(plan.answers)
@@ -277,7 +280,8 @@ class _Run:
                 crash_point("ledger_updated")
             self.progress("push", len(pushed))
 
-        results = push_commands(self.bitrix, plan.commands, batch_size=self.o.batch_size, on_batch=settle)
+        results = push_commands(self.bitrix, plan.commands, batch_size=self.o.batch_size, on_batch=settle,
+                                concurrency=self.o.concurrency)
         kind_of = {c.name: c.kind for c in plan.commands}
         for name, r in results.items():
             if r.state == "ok":

@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     chunk_size: int = Field(2000, ge=50, description="Answers planned and pushed together")
     rate_limit_per_s: float = Field(2.0, gt=0)
     rate_limit_burst: int = Field(50, ge=1)
+    push_concurrency: int = Field(3, ge=1, le=8, description="Independent batches in flight at once")
     http_timeout_s: float = Field(30.0, gt=0)
     max_attempts: int = Field(6, ge=1)
     source_name: str | None = Field(None, description="ORIGINATOR_ID of deals; overrides the mapping's source_name")
