@@ -12,7 +12,7 @@ empty ``error`` code) and ``crm.item.*`` (camelCase, typed, ``{"item": ...}``).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -564,6 +564,9 @@ def item_update(ctx: Context, params: dict, start: int | None) -> Result:
         fields = {}
     data, multi = _item_internalize(ctx, etid, table, fields, update=True)
     if etid == CONTACT_ENTITY_TYPE_ID:
+        names = {k: data.get(k, rec.get(k)) for k in ("NAME", "LAST_NAME")}
+        if not any(str(v or "").strip() for v in names.values()):
+            raise RestError("CRM_FIELD_ERROR_REQUIRED", "The field \"Имя\" is required.")
         data.update({t: entries for t, entries in multi.items()})
         _check_emails(data)
         ctx.crm.update_contact(rid, data, author=ctx.user_id)
@@ -607,6 +610,8 @@ def item_list(ctx: Context, params: dict, start: int | None) -> Result:
     else:
         chosen = {"ID"}
         for n in names:
+            if n.upper() == "UF_*":
+                chosen.update(f.name for f in schema.user_fields)
             f = resolve(n)
             if f is not None:
                 chosen.add(f.name)

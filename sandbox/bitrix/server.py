@@ -33,6 +33,7 @@ import contextlib
 import gc
 import json
 import re
+import ssl
 import threading
 import time
 from collections import Counter
@@ -60,6 +61,8 @@ FAULT_KINDS = PRE_FAULTS + POST_FAULTS + BATCH_FAULTS
 _HTML = {
     502: b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1>"
          b"</center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n",
+    302: b"<html>\r\n<head><title>302 Found</title></head>\r\n<body>\r\n<center><h1>302 Found</h1></center>"
+         b"\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n",
     504: b"<html>\r\n<head><title>504 Gateway Time-out</title></head>\r\n<body>\r\n<center><h1>504 Gateway "
          b"Time-out</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n",
 }
@@ -98,7 +101,7 @@ class BitrixEmulator:
                  burst: int = 50, operating_limit_s: float | None = 480.0, operating_time_scale: float = 1.0,
                  faults: FaultInjector | None = None, latency_ms: float = 0.0, command_latency_ms: float = 0.0,
                  clock: Callable[[], float] | None = None, bad_credentials_status: int = 401,
-                 require_https: bool = False, tls: Any = None, slow_s: float = 2.0,
+                 require_https: bool = False, tls: ssl.SSLContext | None = None, slow_s: float = 2.0,
                  batch_import_max: int = 20, utc_offset_hours: float = 3.0) -> None:
         self.user_id = int(user_id)
         self.secret = secret
@@ -304,7 +307,8 @@ class BitrixEmulator:
                           {"error": "INVALID_CREDENTIALS", "error_description": "Invalid request credentials"})
         if kind == "redirect_302":
             location = fault.get("location") or (self.base_url + path + (f"?{query}" if query else ""))
-            return _Reply(302, {"error": "", "error_description": "Portal moved"}, headers={"Location": location})
+            # Not JSON: clients (b24pysdk) recognise a moved portal by a non-JSON 302 with Location.
+            return _Reply(302, html=_HTML[302], headers={"Location": location})
         return None
 
     def _rest_call(self, http_method: str, segments: list[str], method: str, query: str,
@@ -372,9 +376,11 @@ class BitrixEmulator:
             return _Reply(200, {"ok": True})
         if http_method == "POST" and route == "faults":
             return _Reply(200, a.set_faults(rates=payload.get("rates"), script=payload.get("script"),
-                                             seed=payload.get("seed")))
+                                             seed=payload.get("seed"), slow_s=payload.get("slow_s")))
         if http_method == "GET" and route == "faults":
             return _Reply(200, a.faults())
+        if http_method == "POST" and route == "operating-limit":
+            return _Reply(200, a.set_operating_limit(payload.get("limit_s"), scale=payload.get("scale")))
         if http_method == "POST" and route == "rate-limit":
             return _Reply(200, a.set_rate_limit(payload.get("rate"), payload.get("burst", self.bucket.burst)))
         if http_method == "POST" and route in ("contacts", "deals"):
@@ -427,8 +433,11 @@ class AdminHandle:
         self._e.faults.fired.clear()
 
     def set_faults(self, *, rates: dict | None = None, script: list[dict] | None = None,
-                   seed: int | None = None) -> dict:
+                   seed: int | None = None, slow_s: float | None = None) -> dict:
+        """Replace fault rates and/or script (kinds: ``FAULT_KINDS``); ``slow_s`` is the default delay of ``slow``."""
         self._e.faults.configure(rates=rates, script=script, seed=seed)
+        if slow_s is not None:
+            self._e.slow_s = float(slow_s)
         return self.faults()
 
     def clear_faults(self) -> dict:
@@ -442,10 +451,12 @@ class AdminHandle:
         self._e.bucket.configure(rate, burst)
         return {"rate": self._e.bucket.rate or None, "burst": self._e.bucket.burst}
 
-    def set_operating_limit(self, limit_s: float | None, *, scale: float | None = None) -> None:
+    def set_operating_limit(self, limit_s: float | None, *, scale: float | None = None) -> dict:
+        """Seconds per method per ten minutes (``None`` off) and the measured-time multiplier."""
         self._e.operating.limit_s = limit_s
         if scale is not None:
-            self._e.operating_time_scale = scale
+            self._e.operating_time_scale = float(scale)
+        return {"limit_s": self._e.operating.limit_s, "scale": self._e.operating_time_scale}
 
     def charge_operating(self, method: str, seconds: float) -> None:
         """Add ``seconds`` to a method's operating time now (deterministic tests)."""
@@ -459,7 +470,7 @@ class AdminHandle:
         with crm.lock, _gc_paused():
             for row in rows:
                 data = _admin_fields(schema, row, self._e.tz)
-                ids.append(crm.add_contact(data, validate_email=False))
+                ids.append(crm.add_contact(data))
         return ids
 
     def add_deals(self, rows: list[dict]) -> list[int]:

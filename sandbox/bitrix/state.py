@@ -703,7 +703,7 @@ class CRM:
         self.next_multi_id = 1
         self.next_item_id: dict[int, int] = {etid: 1 for etid in self.smart_processes}
         for c in self.portal.get("existing_contacts", []):
-            self.add_contact(dict(c), validate_email=False)
+            self.add_contact(dict(c))
         for etid, sp_spec in ((int(sp["entityTypeId"]), sp) for sp in self.portal.get("smart_processes", [])):
             for item in sp_spec.get("items", []):
                 self.add_item(etid, dict(item))
@@ -810,7 +810,7 @@ class CRM:
 
     # ---- contacts ----
 
-    def add_contact(self, fields: dict, *, validate_email: bool = True, author: int | None = None) -> int:
+    def add_contact(self, fields: dict, *, author: int | None = None) -> int:
         """Insert a contact from already-internalised legacy fields plus raw multi-field lists."""
         author = author or self.caller_id
         rid = int(fields.pop("ID", 0) or 0) or self.next_contact_id
