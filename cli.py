@@ -290,5 +290,10 @@ def sandbox(host, survey_port, bitrix_port, answers, seed, faults_profile, rate_
         box.stop()
 
 
+from jobs.cli_ops import doctor, schedule  # noqa: E402  (they import cli's helpers lazily)
+
+cli.add_command(schedule)
+cli.add_command(doctor)
+
 if __name__ == "__main__":
     cli()

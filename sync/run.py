@@ -297,6 +297,11 @@ class _Run:
                 Problem(code="invalid_record", severity="attention", params={"error": error}).model_dump()])
 
 
+def _stats(bitrix, survey) -> tuple[int, int, int]:
+    b, s = getattr(bitrix, "stats", None), getattr(survey, "stats", None)
+    return getattr(b, "requests", 0), getattr(b, "retries", 0), getattr(s, "requests", 0)
+
+
 def _hash(payload: dict) -> str:
     from storage.ledger import content_hash
     return content_hash(payload)
@@ -314,6 +319,8 @@ def run(options: RunOptions, *, survey, bitrix, ledger, mapping: FieldMapping,
     started = utc_now()
     t0 = time.monotonic()
     job = _Run(options=options, survey=survey, bitrix=bitrix, ledger=ledger, mapping=mapping, progress=progress)
+    # The clients live as long as the process (the scheduler reuses them): count this run's share.
+    job.stats_before = _stats(bitrix, survey)
     if options.dry_run:
         run_id = f"dry-{uuid.uuid4()}"
     else:
@@ -349,10 +356,9 @@ def _run_body(job: _Run, options: RunOptions, summary: RunSummary, run_id: str, 
         summary.duration_s = round(time.monotonic() - t0, 3)
         summary.counts = dict(job.counts)
         summary.problems_by_code = dict(job.problems)
-        stats = getattr(bitrix, "stats", None)
-        summary.bitrix_requests = getattr(stats, "requests", 0)
-        summary.bitrix_retries = getattr(stats, "retries", 0)
-        summary.survey_requests = getattr(getattr(survey, "stats", None), "requests", 0)
+        now = _stats(bitrix, survey)
+        summary.bitrix_requests, summary.bitrix_retries, summary.survey_requests = (
+            a - b for a, b in zip(now, job.stats_before))
         summary.plan = job.report
         if not options.dry_run:
             try:
