@@ -91,7 +91,49 @@ def _check_report_path(path: Path) -> None:
 
 
 def _exit_for(summary) -> int:
+    if summary.outcome == "interrupted":
+        click.echo(f"interrupted: {summary.error}", err=True)
+        return exit_codes.ABORTED
     return exit_codes.OK if summary.outcome == "ok" else exit_codes.NEEDS_ATTENTION
+
+
+def _stop_on_signals():
+    """SIGTERM/SIGINT: finish the batches in flight, record the run, stop; a second signal stops at once."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+
+    def handler(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        click.echo(f"{signal.Signals(signum).name}: finishing the batches in flight, then stopping "
+                   f"(send it again to stop at once)", err=True)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+class _Progress:
+    """A one-line progress display on stderr, only when it is a terminal."""
+
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty()
+        self.counts = {"pull": 0, "plan": 0, "push": 0}
+
+    def __call__(self, stage: str, n: int) -> None:
+        if not self.enabled:
+            return
+        self.counts[stage] = self.counts.get(stage, 0) + n
+        c = self.counts
+        sys.stderr.write(f"\r  read {c['pull']} answers · planned {c['plan']} · pushed {c['push']}   ")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled and any(self.counts.values()):
+            sys.stderr.write("\n")
 
 
 @cli.command()
@@ -102,8 +144,10 @@ def _exit_for(summary) -> int:
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the full plan/result: .md, .html, .json or .csv.")
 @click.option("--show-personal-data", is_flag=True, help="Do not mask e-mails, names and phones in the report.")
+@click.option("--metrics-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write Prometheus metrics of the run here (node_exporter textfile collector).")
 @_guarded
-def sync(since, polls, dry_run, report_path, show_personal_data) -> None:
+def sync(since, polls, dry_run, report_path, show_personal_data, metrics_file) -> None:
     """Pull new and changed answers and push them to Bitrix24.
 
     \b
@@ -115,11 +159,15 @@ def sync(since, polls, dry_run, report_path, show_personal_data) -> None:
     from sync.report import write_report
     if report_path is not None:
         _check_report_path(report_path)
-    settings = _settings()
+    settings = _settings(metrics_file=metrics_file)
     ctx = build_context(settings)
     options = options_from(settings, command="sync", since=since, poll_ids=set(polls), dry_run=dry_run,
-                           keep_plan=report_path is not None)
-    summary = execute(ctx, options)
+                           keep_plan=report_path is not None, stop=_stop_on_signals())
+    progress = _Progress()
+    try:
+        summary = execute(ctx, options, progress=progress)
+    finally:
+        progress.close()
     if report_path is not None:
         write_report(summary, report_path, language=settings.report_language, show_personal_data=show_personal_data)
     _print_summary(summary, report_path, settings.report_language)

@@ -57,12 +57,21 @@ def execute(ctx: Context, options: RunOptions, *, progress: Callable[[str, int],
                    progress=progress)
     from storage.lock import run_lock
 
+    from sync.metrics import write_metrics
+    from sync.report import format_summary_line
+
     with run_lock(ctx.engine, database_url=ctx.settings.database_url, holder=options.command):
         ctx.ledger.mark_stale_runs_interrupted()
-        summary = run(options, survey=ctx.survey, bitrix=ctx.bitrix, ledger=ctx.ledger, mapping=ctx.mapping,
-                      progress=progress)
-    logger.bind(run_id=summary.run_id).info("run finished: {}", summary.outcome)
-    return summary
+        started: list = []  # run() puts its summary here first, so an aborted run is reported too
+        try:
+            return run(options, survey=ctx.survey, bitrix=ctx.bitrix, ledger=ctx.ledger, mapping=ctx.mapping,
+                       progress=progress, summary_out=started)
+        finally:
+            if started:
+                summary = started[0]
+                logger.bind(run_id=summary.run_id[:8]).info("{}", format_summary_line(summary, language="en"))
+                if ctx.settings.metrics_file is not None:
+                    write_metrics(summary, ctx.settings.metrics_file)
 
 
 def stage_one(ctx: Context, *, answer_id: int, poll_id: int | None) -> None:

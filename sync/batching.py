@@ -6,14 +6,23 @@ and batches can be in flight at the same time; inside a batch a deal reaches its
 contact through ``$result[...]``. Only a unit larger than a batch is cut: its later
 parts go to a later *level* and get the real id, which is only known, and only
 trusted, once the contact's command succeeded.
+
+Bitrix24 substitutes ``$result[name]...`` (and ``$next``, ``$total``, ``$time``, ``$error``,
+in any case) wherever it appears in a command's values, not only where we put it
+(bitrix24-rest.md §4). Text that respondents typed is therefore defused on the way in:
+such a ``$`` becomes the full-width ``＄`` (U+FF04), which reads the same, is one character
+too (field lengths the planner kept still hold), and is not matched.
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Iterator, Sequence
 
 from sync.plan_models import Command, Ref
 
 MAX_BATCH = 50
+# What the batch would take for a reference: "$" + section + a "[...]" path somewhere in the same word.
+_LOOKS_LIKE_REF = re.compile(r"\$(?=(?:result|next|total|time|error)\S*\[)", re.IGNORECASE)
 
 
 def units(commands: Sequence[Command]) -> list[list[Command]]:
@@ -64,8 +73,18 @@ class UnresolvedReference(Exception):
         self.command = command
 
 
+def defuse(text: str) -> str:
+    """``text`` with every would-be ``$result[...]``-style reference made inert (idempotent)."""
+    return _LOOKS_LIKE_REF.sub("\uff04", text)
+
+
 def resolve_params(value: Any, *, same_batch: set[str], created: dict[str, int]) -> Any:
-    """Replace each ``Ref`` by ``$result[name]`` (same batch) or the id created earlier."""
+    """Replace each ``Ref`` by ``$result[name]`` (same batch) or the id created earlier.
+
+    Every other text is ``defuse``-d, so the only references in a batch are the ones made here.
+    """
+    if isinstance(value, str):
+        return defuse(value)
     if isinstance(value, Ref):
         if value.command in same_batch:
             return f"$result[{value.command}]"

@@ -2,6 +2,12 @@
 
 Each function builds its read commands, sends them 50 to a call, and returns plain
 look-up models (``sync.plan_models``). Reads are idempotent, so the client retries them.
+
+Replies are read for their meaning, not their exact shape: rows may come as a list or
+as an object keyed by index or id (PHP ``json_encode``), ``[]`` or null when empty, ids
+as numbers or strings, text fields as null or numbers, with fields we did not ask for.
+A row that is not an object, or has no usable id, cannot be referred to: it is skipped
+with a warning naming the method, and the rest of the reply is used.
 """
 from __future__ import annotations
 
@@ -23,6 +29,58 @@ READ_ROUNDS = 4          # a read command failing inside a batch is re-sent this
 class ReadClient(Protocol):
     def batch(self, commands: dict[str, tuple[str, dict]], *, halt: bool = False, idempotent: bool) -> Any: ...
     def list_all(self, method: str, params: dict | None = None, **kwargs) -> Iterable[dict]: ...
+
+
+def _rows(page: Any, method: str, key: str | None = None) -> list[dict]:
+    """The rows of one result page, whatever container PHP gave them in (``key``: a wrapping object's list)."""
+    if key is not None and isinstance(page, dict) and key in page:
+        page = page[key]
+    if isinstance(page, dict):
+        page = list(page.values())
+    if not isinstance(page, list):
+        if page not in (None, "", False):
+            logger.warning("Bitrix24 {}: a result of type {} where rows were expected; ignored", method,
+                           type(page).__name__)
+        return []
+    rows = [row for row in page if isinstance(row, dict)]
+    if len(rows) < len(page):
+        logger.warning("Bitrix24 {}: {} row(s) that are not objects; ignored", method, len(page) - len(rows))
+    return rows
+
+
+def _id(value: Any) -> int | None:
+    """A positive id from ``7``, ``"7"`` or ``7.0``; None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def _text(value: Any) -> str:
+    if value is None or isinstance(value, (dict, list, bool)):
+        return ""
+    return str(value)
+
+
+def _multi_values(value: Any) -> list[str]:
+    """The VALUEs of a multi-field (``EMAIL``, ``PHONE``): a list or an object of entries, or plain strings."""
+    entries = list(value.values()) if isinstance(value, dict) else value if isinstance(value, list) else []
+    values = []
+    for entry in entries:
+        if isinstance(entry, dict):
+            entry = entry.get("VALUE")
+        text = _text(entry)
+        if text:
+            values.append(text)
+    return values
+
+
+def _skipped(method: str, row: dict) -> None:
+    logger.warning("Bitrix24 {}: a row without a usable ID ({}); ignored", method,
+                   ", ".join(f"{k}={str(v)[:20]!r}" for k, v in list(row.items())[:4]))
 
 
 def chunks(items: list, size: int) -> Iterable[list]:
@@ -80,7 +138,14 @@ def fetch_programmes(client: ReadClient, mapping: FieldMapping) -> list[Programm
     pm = mapping.programmes
     rows = client.list_all("crm.item.list", {"entityTypeId": pm.entity_type_id, "select": ["id", pm.title_field],
                                              "order": {"id": "ASC"}})
-    return [Programme(id=int(r["id"]), title=str(r.get(pm.title_field) or "")) for r in rows]
+    programmes = []
+    for row in _rows(list(rows), "crm.item.list"):
+        item_id = _id(row.get("id", row.get("ID")))
+        if item_id is None:
+            _skipped("crm.item.list (programmes)", row)
+            continue
+        programmes.append(Programme(id=item_id, title=_text(row.get(pm.title_field))))
+    return programmes
 
 
 def fetch_poll_lookups(client: ReadClient, mapping: FieldMapping, *, owner_emails: Iterable[str],
@@ -100,10 +165,14 @@ def fetch_poll_lookups(client: ReadClient, mapping: FieldMapping, *, owner_email
     lookups = PollLookups()
     for i, email in enumerate(emails):
         for page in pages.get(f"user_{i}", []):
-            for row in page or []:
-                if match_key_email(str(row.get("EMAIL") or "")) != email:
+            for row in _rows(page, "user.get"):
+                if match_key_email(_text(row.get("EMAIL"))) != email:
                     continue
-                user = CrmUser(id=int(row["ID"]), email=email, active=row.get("ACTIVE") in (True, "Y", "1", 1))
+                user_id = _id(row.get("ID"))
+                if user_id is None:
+                    _skipped("user.get", row)
+                    continue
+                user = CrmUser(id=user_id, email=email, active=row.get("ACTIVE") in (True, "Y", "1", 1))
                 known = lookups.users_by_email.get(email)
                 if known is None or (user.active and not known.active):
                     lookups.users_by_email[email] = user
@@ -111,11 +180,13 @@ def fetch_poll_lookups(client: ReadClient, mapping: FieldMapping, *, owner_email
         if not name.startswith("pf_"):
             continue
         for page in result_pages:
-            for row in (page or {}).get("items", []) if isinstance(page, dict) else []:
-                poll_id = row.get(pf.poll_id_field)
-                if poll_id in (None, ""):
+            for row in _rows(page, "crm.item.list (poll forms)", key="items"):
+                poll_id, item_id = _id(row.get(pf.poll_id_field)), _id(row.get("id", row.get("ID")))
+                if poll_id is None:
                     continue
-                poll_id, item_id = int(poll_id), int(row["id"])
+                if item_id is None:
+                    _skipped("crm.item.list (poll forms)", row)
+                    continue
                 if poll_id not in lookups.items_by_poll or item_id < lookups.items_by_poll[poll_id]:
                     lookups.items_by_poll[poll_id] = item_id
     return lookups
@@ -141,12 +212,18 @@ def fetch_answer_lookups(client: ReadClient, mapping: FieldMapping, *, emails: I
     for name, result_pages in pages.items():
         for page in result_pages:
             if name.startswith("dup_") and isinstance(page, dict):
-                contact_ids.update(int(i) for i in page.get("CONTACT", []) or [])
+                found = page.get("CONTACT") or []
+                for value in found.values() if isinstance(found, dict) else found if isinstance(found, list) else []:
+                    if _id(value) is not None:
+                        contact_ids.add(_id(value))
             elif name.startswith("deals_"):
-                for row in page or []:
-                    key = str(row.get("ORIGIN_ID") or "")
+                for row in _rows(page, "crm.deal.list"):
+                    key = _text(row.get("ORIGIN_ID"))
                     if key in wanted:
-                        deal_id = int(row["ID"])
+                        deal_id = _id(row.get("ID"))
+                        if deal_id is None:
+                            _skipped("crm.deal.list", row)
+                            continue
                         deals_by_origin[key] = min(deal_id, deals_by_origin.get(key, deal_id))
     contacts = fetch_contacts(client, sorted(contact_ids), concurrency=concurrency)
     wanted_emails = set(emails)
@@ -168,11 +245,13 @@ def fetch_contacts(client: ReadClient, ids: list[int], *, concurrency: int = 1) 
     found: dict[int, CrmContact] = {}
     for result_pages in read_commands(client, commands, concurrency=concurrency).values():
         for page in result_pages:
-            for row in page or []:
-                contact = CrmContact(
-                    id=int(row["ID"]), name=row.get("NAME") or "", last_name=row.get("LAST_NAME") or "",
-                    second_name=row.get("SECOND_NAME") or "",
-                    emails=[str(e.get("VALUE") or "") for e in row.get("EMAIL") or [] if isinstance(e, dict)],
-                    phones=[str(p.get("VALUE") or "") for p in row.get("PHONE") or [] if isinstance(p, dict)])
-                found[contact.id] = contact
+            for row in _rows(page, "crm.contact.list"):
+                contact_id = _id(row.get("ID"))
+                if contact_id is None:
+                    _skipped("crm.contact.list", row)
+                    continue
+                found[contact_id] = CrmContact(
+                    id=contact_id, name=_text(row.get("NAME")), last_name=_text(row.get("LAST_NAME")),
+                    second_name=_text(row.get("SECOND_NAME")), emails=_multi_values(row.get("EMAIL")),
+                    phones=_multi_values(row.get("PHONE")))
     return [found[i] for i in sorted(found)]

@@ -2,14 +2,72 @@
 
 Answers come from the public, so the parts inside an answer are kept loose
 (``value`` may be anything JSON); the planner decides what is usable and says why
-when it is not. Only what is needed to key and order a record is strict.
+when it is not. Only what is needed to key and order a record is strict: the ids
+(positive integers up to 2^53, as the contract says) and ``updated_at``.
+
+Anything else that does not fit is not a reason to drop the whole answer: a ``utm``
+that is not an object, an ``answers`` item without a code, a missing ``created_at``
+(taken from ``updated_at``) are set aside and listed in ``Answer.ignored``, which the
+planner reports. Lone UTF-16 surrogates (JSON ``"\ud800"`` decodes to one, and no
+store or request can encode it) become U+FFFD. A poll's texts may be null or numbers,
+and a question that does not fit is dropped (the planner does not read questions).
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator,
+                      model_serializer, model_validator)
+
+ID_MAX = 2 ** 53  # the contract's largest id; it also keeps ids inside the store's BIGINT
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_AWARE = TypeAdapter(AwareDatetime)
+
+
+def _no_surrogates(value: Any) -> Any:
+    """``value`` with lone surrogates replaced; the same object when it has none (the usual case)."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value) if _SURROGATE.search(value) else value
+    if isinstance(value, dict):
+        pairs = [(k, v, _no_surrogates(k), _no_surrogates(v)) for k, v in value.items()]
+        if all(k is ck and v is cv for k, v, ck, cv in pairs):
+            return value
+        return {ck: cv for _, _, ck, cv in pairs}
+    if isinstance(value, list):
+        clean = [_no_surrogates(v) for v in value]
+        return value if all(a is b for a, b in zip(clean, value)) else clean
+    return value
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    return "object" if isinstance(value, dict) else type(value).__name__
+
+
+def _strict_id(value: Any) -> Any:
+    if isinstance(value, bool):  # pydantic would read true as 1
+        raise ValueError("must be an integer, not a boolean")
+    return value
+
+
+def _text(value: Any) -> Any:
+    """A poll's text field: null → "", a number → its digits."""
+    if value is None:
+        return ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return value
 
 
 class Question(BaseModel):
@@ -24,7 +82,7 @@ class Question(BaseModel):
 class Poll(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    poll_id: int = Field(gt=0)
+    poll_id: int = Field(gt=0, le=ID_MAX)
     poll_name: str
     poll_language: str = ""
     employee_email: str = ""
@@ -32,6 +90,37 @@ class Poll(BaseModel):
     created_at: AwareDatetime
     updated_at: AwareDatetime
     questions: list[Question] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _loosen(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(_no_surrogates(data))  # a copy: the caller's record is left as it came
+        for key in ("poll_name", "poll_language", "employee_email"):
+            if key in data:
+                data[key] = _text(data[key])
+        if data.get("status") is None:
+            data.pop("status", None)
+        questions = data.get("questions")
+        if not isinstance(questions, list):
+            data["questions"] = []
+        else:
+            kept = []
+            for question in questions:
+                try:
+                    kept.append(Question.model_validate(question))
+                except ValidationError:
+                    continue  # questions are informative only: one that does not fit is dropped
+            data["questions"] = kept
+        if data.get("created_at") is None and data.get("updated_at") is not None:
+            data["created_at"] = data["updated_at"]
+        return data
+
+    @field_validator("poll_id", mode="before")
+    @classmethod
+    def _id_not_bool(cls, value: Any) -> Any:
+        return _strict_id(value)
 
 
 class AnswerItem(BaseModel):
@@ -41,28 +130,87 @@ class AnswerItem(BaseModel):
     value: Any = None
 
 
+class IgnoredPart(BaseModel):
+    """A part of an answer that did not fit the contract and was set aside (``part``: where, ``got``: what)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    part: str
+    got: str
+
+
 class Answer(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    answer_id: int = Field(gt=0)
-    poll_id: int = Field(gt=0)
+    answer_id: int = Field(gt=0, le=ID_MAX)
+    poll_id: int = Field(gt=0, le=ID_MAX)
     created_at: AwareDatetime
     updated_at: AwareDatetime
     answers: list[AnswerItem] = Field(default_factory=list)
     utm: dict[str, Any] = Field(default_factory=dict)
     cookies: dict[str, Any] = Field(default_factory=dict)
     meta: dict[str, Any] = Field(default_factory=dict)
+    ignored: list[IgnoredPart] = Field(default_factory=list)
 
-    @field_validator("utm", "cookies", "meta", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _none_is_empty(cls, value: Any) -> Any:
-        # The contract says these "can be missing or {}"; null shows up in practice too.
-        return {} if value is None else value
+    def _loosen(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(_no_surrogates(data))  # a copy: the caller's record is left as it came
+        ignored = list(data.get("ignored") or [])  # kept when re-read from the ledger
+        for key in ("utm", "cookies", "meta"):
+            value = data.get(key)
+            if value is None:  # the contract says "missing or {}"; null shows up in practice too
+                data[key] = {}
+            elif not isinstance(value, dict):
+                ignored.append({"part": key, "got": _json_type(value)})
+                data[key] = {}
+        items = data.get("answers")
+        if items is None:
+            data["answers"] = []
+        elif not isinstance(items, list):
+            ignored.append({"part": "answers", "got": _json_type(items)})
+            data["answers"] = []
+        else:
+            kept = []
+            for i, item in enumerate(items):
+                code = item.get("code") if isinstance(item, dict) else None
+                if isinstance(code, (int, float)) and not isinstance(code, bool):
+                    item = {**item, "code": str(code)}
+                elif not isinstance(code, str):
+                    what = _json_type(item) if not isinstance(item, dict) else "object without a code"
+                    ignored.append({"part": f"answers[{i}]", "got": what})
+                    continue
+                kept.append(item)
+            data["answers"] = kept
+        created = data.get("created_at")
+        if created is None or not _aware(created):
+            if created is not None:
+                ignored.append({"part": "created_at", "got": _json_type(created)})
+            if data.get("updated_at") is not None:
+                data["created_at"] = data["updated_at"]
+        if ignored:
+            data["ignored"] = ignored
+        return data
+
+    @field_validator("answer_id", "poll_id", mode="before")
+    @classmethod
+    def _ids_not_bool(cls, value: Any) -> Any:
+        return _strict_id(value)
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> Any:
+        # Answers that fit the contract dump exactly as before: their content hashes do not change.
+        data = handler(self)
+        if isinstance(data, dict) and not self.ignored:
+            data.pop("ignored", None)
+        return data
 
     def value_of(self, code: str) -> Any:
-        """The value given for question ``code`` (the first one if repeated), or None."""
+        """The value given for question ``code`` (the first one given if repeated), or None."""
         for item in self.answers:
-            if item.code == code:
+            if item.code == code and item.value is not None:
                 return item.value
         return None
 
@@ -73,6 +221,14 @@ class Page(BaseModel):
     items: list[Any]
     next_cursor: str | None = None
     invalid: list["InvalidRecord"] = Field(default_factory=list)
+
+
+def _aware(value: Any) -> bool:
+    try:
+        _AWARE.validate_python(value)
+    except ValidationError:
+        return False
+    return True
 
 
 class InvalidRecord(BaseModel):

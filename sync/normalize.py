@@ -12,9 +12,11 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 _SPACES = re.compile(r"\s+")
-# C0 and C1 controls and DEL (tab, newline and CR are whitespace: collapsed with the spaces);
-# lone surrogates (JSON "\ud800" decodes to one) cannot be encoded for any request or store.
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# C0 and C1 controls and DEL (tab, newline and CR are whitespace: collapsed with the spaces),
+# and the bidi embeddings, overrides and isolates that reorder how a name displays ("Trojan
+# source"); zero-width joiners stay (emoji sequences), as do the plain LRM/RLM marks.
+# Lone surrogates (JSON "\ud800" decodes to one) cannot be encoded for any request or store.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 

@@ -19,6 +19,13 @@ from sync.plan_models import (AnswerLookups, AnswerPlan, Command, ContactPlan, C
 NAME_MAX = 50          # Bitrix24's NAME / LAST_NAME / SECOND_NAME columns
 TITLE_MAX = 255        # deal TITLE column
 TEXT_MAX = 2000        # UF string fields: generous but bounded
+SHOWN_MAX = 200        # what a problem quotes of a respondent's text: enough to recognise it
+
+
+def _shown(value: Any) -> str:
+    """A respondent's value as a problem quotes it: clean, and short even if they typed 10,000 characters."""
+    text, truncated = clean_text(value, max_length=SHOWN_MAX)
+    return text + "…" if truncated else text
 
 
 def origin_id(answer_id: int, programme_key: str) -> str:
@@ -56,7 +63,16 @@ def build_poll_plan(polls: Iterable[tuple[Poll, str, int | None]], lookups: Poll
     """Plan a poll form per poll: ``(poll, content_hash, known item id)`` → create or update commands."""
     pf = mapping.poll_form
     plan = Plan()
-    for poll, content_hash, known_item in polls:
+    latest: dict[int, tuple[Poll, str, int | None]] = {}
+    known: dict[int, int] = {}
+    for poll, content_hash, known_item in polls:  # one poll form per poll: the newest content wins
+        seen = latest.get(poll.poll_id)
+        if seen is None or poll.updated_at >= seen[0].updated_at:
+            latest[poll.poll_id] = (poll, content_hash, known_item)
+        if known_item is not None:
+            known.setdefault(poll.poll_id, known_item)
+    for poll, content_hash, known_item in latest.values():
+        known_item = known_item or known.get(poll.poll_id)
         owner_id, problems = resolve_owner(poll.employee_email, lookups, mapping)
         item_id = known_item or lookups.items_by_poll.get(poll.poll_id)
         fields: dict[str, Any] = {pf.title_field: clean_text(poll.poll_name, max_length=TITLE_MAX)[0] or f"Poll {poll.poll_id}",
@@ -106,10 +122,10 @@ class ProgrammeResolver:
         candidates = self._by_norm.get(norm, [])
         if len(candidates) == 1:
             return candidates[0], Problem(code="programme_normalised", severity="info",
-                                          params={"given": name, "programme": candidates[0].title})
+                                          params={"given": _shown(name), "programme": candidates[0].title})
         if len(candidates) > 1:
             return None, Problem(code="ambiguous_programme", severity="attention",
-                                 params={"given": name, "candidates": sorted(p.title for p in candidates)})
+                                 params={"given": _shown(name), "candidates": sorted(p.title for p in candidates)})
         target = self._aliases.get(norm)
         if target is not None:
             found = self._by_id.get(target) if isinstance(target, int) else self._by_title.get(str(target))
@@ -118,10 +134,10 @@ class ProgrammeResolver:
                 found = matches[0] if len(matches) == 1 else None
             if found is not None:
                 return found, Problem(code="programme_alias", severity="info",
-                                      params={"given": name, "programme": found.title})
+                                      params={"given": _shown(name), "programme": found.title})
             return None, Problem(code="alias_target_missing", severity="attention",
-                                 params={"given": name, "target": str(target)})
-        return None, Problem(code="unknown_programme", severity="attention", params={"given": name})
+                                 params={"given": _shown(name), "target": str(target)})
+        return None, Problem(code="unknown_programme", severity="attention", params={"given": _shown(name)})
 
 
 # --- answers -----------------------------------------------------------------------------------
@@ -173,7 +189,7 @@ def _source_value(source: str, *, answer: Answer | None, poll: PollContext, mapp
 
 def _name_part(answer: Answer, code: str | None, what: str, problems: list[Problem]) -> str:
     raw = _question(answer, code)
-    if raw is not None and not isinstance(raw, (str, int, float)):
+    if raw is not None and (isinstance(raw, bool) or not isinstance(raw, (str, int, float))):
         problems.append(Problem(code="invalid_value", severity="warning", params={"question": code, "field": what}))
         return ""
     text, truncated = clean_text(raw, max_length=NAME_MAX)
@@ -327,7 +343,7 @@ class _AnswerPlanner:
                 enum_id = folded.get(normalize_title(text)) if text else None
             if enum_id is None:
                 problems.append(Problem(code="unknown_enum_value", severity="warning",
-                                        params={"field": code, "value": text or repr(raw),
+                                        params={"field": code, "value": _shown(text or repr(raw)),
                                                 "known": sorted(enum.values)}))
             else:
                 fields[code] = enum_id
@@ -357,6 +373,9 @@ class _AnswerPlanner:
                                     params={"value": clean_text(raw_email, max_length=80)[0]}))
         if poll is None:
             problems.append(Problem(code="unknown_poll", severity="attention", params={"poll_id": answer.poll_id}))
+        for part in answer.ignored:  # set aside when the answer was read (sync.models)
+            problems.append(Problem(code="invalid_value", severity="warning",
+                                    params={"question": part.part, "field": f"{part.part}: {part.got}"}))
         chosen = _chosen_programmes(answer, q.programmes, problems)
         resolved: list[Programme] = []
         for name in chosen:
@@ -366,7 +385,8 @@ class _AnswerPlanner:
             if programme and programme.id not in {p.id for p in resolved}:
                 resolved.append(programme)
         if chosen and not resolved:
-            problems.append(Problem(code="all_programmes_unknown", severity="attention", params={"given": chosen}))
+            problems.append(Problem(code="all_programmes_unknown", severity="attention",
+                                    params={"given": [_shown(name) for name in chosen[:10]]}))
         elif not chosen:
             problems.append(Problem(code="no_programme", severity="info"))
         result.problems = problems  # the same list: problems found below still land on the answer

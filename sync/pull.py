@@ -7,6 +7,7 @@ after their ``updated_at``. A dry-run reads the same pages but keeps them in mem
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Protocol
@@ -66,7 +67,8 @@ def _strip(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def pull(survey: SurveyReader, ledger, *, since: datetime | None, poll_ids: set[int] | None, lookback: timedelta,
-         run_id: str, dry_run: bool, on_page: Callable[[int], None] | None = None) -> PullResult:
+         run_id: str, dry_run: bool, on_page: Callable[[int], None] | None = None,
+         stop: threading.Event | None = None) -> PullResult:
     """Stage every poll and answer changed since the watermark (or ``since``)."""
     result = PullResult()
     listed: dict[int, dict[str, Any]] = {}
@@ -88,6 +90,8 @@ def pull(survey: SurveyReader, ledger, *, since: datetime | None, poll_ids: set[
     known = {row.poll_id for row in ledger.poll_rows(poll_ids=None) if row.status != "deleted"}
     targets = sorted((known | set(listed)) & poll_ids if poll_ids else known | set(listed))
     for poll_id in targets:
+        if stop is not None and stop.is_set():  # each staged page moved its own watermark: safe to stop
+            break
         name = answers_watermark(poll_id)
         try:
             for page in survey.iter_answers(poll_id, start_point(ledger, name, since=since, lookback=lookback)):

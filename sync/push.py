@@ -7,7 +7,8 @@ external keys before anything is sent again).
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import threading
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Protocol, Sequence
 
@@ -56,14 +57,21 @@ def created_id(command: Command, result: Any) -> int | None:
 
 def push_commands(client: BatchClient, commands: Sequence[Command], *, batch_size: int = 50,
                   on_batch: Callable[[dict[str, CommandResult]], None] | None = None,
-                  concurrency: int = 1) -> dict[str, CommandResult]:
+                  concurrency: int = 1, stop: threading.Event | None = None,
+                  before_send: Callable[[list[Command]], None] | None = None) -> dict[str, CommandResult]:
     """Send ``commands``; return one result per command name.
 
     Batches of one level are independent (see ``sync.batching``), so up to
     ``concurrency`` of them are in flight at once: the client's leaky bucket keeps the
     pace, and the burst is used instead of idling through each round trip. Results are
-    handled (``on_batch``) in this thread, as each batch returns.
+    handled (``on_batch``) in this thread, as each batch returns. ``before_send`` is
+    called, also in this thread, just before a batch goes out (the ledger marks its
+    answers in flight then, so a stop leaves unsent answers as they were).
     """
+    def submit(sent: list[Command]) -> None:
+        if before_send is not None:
+            before_send(sent)
+
     results: dict[str, CommandResult] = {}
     created: dict[str, int] = {}
 
@@ -78,6 +86,8 @@ def push_commands(client: BatchClient, commands: Sequence[Command], *, batch_siz
             on_batch(batch_results)
 
     for level in pack_levels(list(commands), batch_size):
+        if stop is not None and stop.is_set():
+            break
         prepared = []
         for batch in level:
             sent, to_send, skipped = _prepare(batch, results, created)
@@ -86,12 +96,27 @@ def push_commands(client: BatchClient, commands: Sequence[Command], *, batch_siz
             if to_send:
                 prepared.append((sent, to_send))
         if concurrency > 1 and len(prepared) > 1:
+            # At most ``concurrency`` in flight; a stop request lets those finish and sends no more.
             with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="push") as pool:
-                futures = {pool.submit(_send, client, sent, to_send): sent for sent, to_send in prepared}
-                for future in as_completed(futures):
-                    handle(future.result(), futures[future])
+                queue = iter(prepared)
+                running: dict = {}
+                while True:
+                    while len(running) < concurrency and not (stop is not None and stop.is_set()):
+                        item = next(queue, None)
+                        if item is None:
+                            break
+                        submit(item[0])
+                        running[pool.submit(_send, client, item[0], item[1])] = item[0]
+                    if not running:
+                        break
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        handle(future.result(), running.pop(future))
         else:
             for sent, to_send in prepared:
+                if stop is not None and stop.is_set():
+                    break
+                submit(sent)
                 handle(_send(client, sent, to_send), sent)
     return results
 

@@ -5,6 +5,7 @@ nothing from the environment: the clients, the ledger and the mapping come in.
 """
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections import Counter
@@ -43,6 +44,7 @@ class RunOptions:
     chunk_size: int = 2000
     batch_size: int = 50
     concurrency: int = 1
+    stop: threading.Event | None = None   # set by SIGTERM: finish the batches in flight, send no more
     source_name: str | None = None
 
 
@@ -101,6 +103,10 @@ class _Run:
         self._programmes: list[Programme] | None = None
 
     # --- helpers --------------------------------------------------------------------------------
+    @property
+    def stopping(self) -> bool:
+        return self.o.stop is not None and self.o.stop.is_set()
+
     def programmes(self) -> list[Programme]:
         if self._programmes is None:
             self._programmes = fetch_programmes(self.bitrix, self.mapping)
@@ -143,7 +149,7 @@ class _Run:
             self.counts["poll_forms_to_update"] += sum(p.action == "update" for p in plan.polls)
             return
         results = push_commands(self.bitrix, plan.commands, batch_size=self.o.batch_size,
-                                concurrency=self.o.concurrency)
+                                concurrency=self.o.concurrency, stop=self.o.stop)
         for poll_plan in plan.polls:
             r = results.get(poll_plan.command or "")
             if r is None or r.state != "ok":
@@ -200,9 +206,11 @@ class _Run:
     def sync_answers(self, run_id: str, dry_answers: dict[int, dict[str, Any]]) -> list[int]:
         unknown: list[int] = []
         for chunk in self.answer_chunks(dry_answers):
+            if self.stopping:
+                break
             unknown += self.push_chunk(run_id, chunk)
         for round_no in range(RECONCILE_ROUNDS):
-            if not unknown or self.o.dry_run:
+            if not unknown or self.o.dry_run or self.stopping:
                 break
             logger.info("reconciling {} answers whose push outcome is unknown (round {})", len(unknown), round_no + 1)
             rows = self.ledger.answer_rows(answer_ids=unknown)
@@ -253,11 +261,17 @@ class _Run:
             self.ledger.mark_needs_attention(answer_id=answer.answer_id,
                                              problems=[p.model_dump() for p in answer.problems])
             self.counts["needs_attention"] += 1
-        with_commands = [a.answer_id for a in plan.answers if a.deals]
-        if with_commands:
-            self.ledger.mark_in_flight(answer_ids=with_commands, run_id=run_id)
-            crash_point("in_flight")
         tracker = OutcomeTracker(plan)
+        marked: set[int] = set()
+
+        def mark_in_flight(sent) -> None:
+            """Just before a batch leaves: its answers' outcome is unknown until it returns."""
+            ids = {a for c in sent for a in c.answer_ids} - marked
+            if ids:
+                self.ledger.mark_in_flight(answer_ids=sorted(ids), run_id=run_id)
+                marked.update(ids)
+                crash_point("in_flight")
+
         unknown: list[int] = []
 
         def settle(results) -> None:
@@ -281,7 +295,7 @@ class _Run:
             self.progress("push", len(pushed))
 
         results = push_commands(self.bitrix, plan.commands, batch_size=self.o.batch_size, on_batch=settle,
-                                concurrency=self.o.concurrency)
+                                concurrency=self.o.concurrency, stop=self.o.stop, before_send=mark_in_flight)
         kind_of = {c.name: c.kind for c in plan.commands}
         for name, r in results.items():
             if r.state == "ok":
@@ -314,7 +328,7 @@ def _pushed(outcome, answer: AnswerPlan):
 
 
 def run(options: RunOptions, *, survey, bitrix, ledger, mapping: FieldMapping,
-        progress: Callable[[str, int], None] | None = None) -> RunSummary:
+        progress: Callable[[str, int], None] | None = None, summary_out: list | None = None) -> RunSummary:
     """Do one sync run and return its summary; upstream failures propagate after the run is recorded."""
     started = utc_now()
     t0 = time.monotonic()
@@ -327,6 +341,8 @@ def run(options: RunOptions, *, survey, bitrix, ledger, mapping: FieldMapping,
         run_id = ledger.start_run(command=options.command, dry_run=False, since=options.since,
                                   poll_filter=sorted(options.poll_ids))
     summary = RunSummary(run_id=run_id, command=options.command, dry_run=options.dry_run, started_at=started)
+    if summary_out is not None:  # lets the caller report a run that ended in an exception
+        summary_out.append(summary)
     with logger.contextualize(run_id=run_id[:8]):
         return _run_body(job, options, summary, run_id, t0, survey=survey, bitrix=bitrix, ledger=ledger)
 
@@ -338,15 +354,21 @@ def _run_body(job: _Run, options: RunOptions, summary: RunSummary, run_id: str, 
         if options.pull:
             pulled = pull(survey, ledger, since=options.since, poll_ids=options.poll_ids or None,
                           lookback=options.lookback, run_id=run_id, dry_run=options.dry_run,
-                          on_page=lambda n: job.progress("pull", n))
+                          on_page=lambda n: job.progress("pull", n), stop=options.stop)
             job.counts.update(polls_seen=pulled.polls_seen, answers_seen=pulled.answers_seen, new=pulled.new,
                               changed=pulled.changed, unchanged=pulled.unchanged)
             for record in pulled.invalid:
                 job._invalid(record.raw, record.error)
         job.sync_polls(run_id, pulled.polls if pulled else {})
         job.sync_answers(run_id, pulled.answers if pulled else {})
+        if _stats(bitrix, survey)[0] == job.stats_before[0] and hasattr(bitrix, "call"):
+            # An idle run still proves the webhook works, so a revoked one is noticed before data waits on it.
+            bitrix.call("profile")
         attention = job.counts["needs_attention"] + job.counts["failed"] + job.counts["unknown"]
         summary.outcome = "needs_attention" if attention else "ok"
+        if job.stopping:
+            summary.outcome = "interrupted"
+            summary.error = "stopped on request (SIGTERM/SIGINT) after the batches in flight; the next run goes on"
     except BaseException as exc:
         summary.outcome = "interrupted" if isinstance(exc, KeyboardInterrupt) else "aborted"
         summary.error = str(exc) or type(exc).__name__

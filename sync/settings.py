@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     schedule_cron: str | None = None
     report_language: Literal["ru", "en"] = "ru"
     report_dir: Path = Path("reports")
+    metrics_file: Path | None = Field(None, description="Prometheus textfile written after every run")
+    health_file: Path = Path("data/heartbeat.json")
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
 

@@ -1,0 +1,49 @@
+"""Prometheus text-format metrics of the last run, for node_exporter's textfile collector."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from sync.run import RunSummary
+
+PREFIX = "survey_sync"
+
+
+def render_metrics(summary: RunSummary) -> str:
+    counts = summary.counts
+    finished = summary.finished_at or summary.started_at
+    gauges = [
+        ("last_run_timestamp_seconds", "When the last run finished (unix time).", finished.timestamp()),
+        ("last_run_duration_seconds", "Duration of the last run.", summary.duration_s),
+        ("last_run_success", "1 if the last run completed (even with answers needing attention), else 0.",
+         0 if summary.outcome in ("aborted", "interrupted") else 1),
+        ("last_run_answers_seen", "Answers read from the survey platform by the last run.", counts.get("answers_seen", 0)),
+        ("last_run_answers_synced", "Answers pushed to Bitrix24 by the last run.", counts.get("pushed", 0)),
+        ("last_run_answers_needing_attention", "Answers the last run left needing attention.",
+         counts.get("needs_attention", 0)),
+        ("last_run_answers_failed", "Answers whose push failed in a retriable way or is unknown (next run retries).",
+         counts.get("failed", 0) + counts.get("unknown", 0)),
+        ("last_run_contacts_created", "Contacts created by the last run.", counts.get("contacts_created", 0)),
+        ("last_run_deals_created", "Deals created by the last run.", counts.get("deals_created", 0)),
+        ("last_run_bitrix24_requests", "REST requests the last run made to Bitrix24.", summary.bitrix_requests),
+        ("last_run_bitrix24_retries", "Retried Bitrix24 requests in the last run.", summary.bitrix_retries),
+        ("last_run_survey_requests", "Requests the last run made to the survey API.", summary.survey_requests),
+    ]
+    lines = []
+    for name, help_text, value in gauges:
+        lines += [f"# HELP {PREFIX}_{name} {help_text}", f"# TYPE {PREFIX}_{name} gauge",
+                  f"{PREFIX}_{name} {float(value):g}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_metrics(summary: RunSummary, path: Path) -> Path:
+    """Write atomically: the collector must never read a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".metrics-", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(render_metrics(summary))
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return path
