@@ -12,6 +12,7 @@ this module does not import ``cli`` at import time).
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,9 @@ class ScheduledRun:
     mapping takes effect at the next tick without a restart.
     """
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: Any, *, stop: Any = None) -> None:
         self.settings = settings
+        self.stop = stop  # the scheduler's stop event: a run in progress ends after its batches in flight
         self.ctx: Any = None
 
     def prepare(self) -> None:
@@ -47,7 +49,7 @@ class ScheduledRun:
             reset = getattr(client, "reset_stats", None)  # per-run request counts in the summary
             if callable(reset):
                 reset()
-        return execute(self.ctx, options_from(self.settings, command="schedule"))
+        return execute(self.ctx, options_from(self.settings, command="schedule", stop=self.stop))
 
 
 @click.command("schedule")
@@ -87,12 +89,14 @@ def _schedule(every_s: int | None, cron: str | None, health_file: Path | None) -
     if cron is not None:
         make_trigger(cron=cron)  # a typo fails before the settings are even read
     settings = _settings()
-    run_once = ScheduledRun(settings)
+    stop = threading.Event()
+    run_once = ScheduledRun(settings, stop=stop)
     try:
         run_once.prepare()
     except (StoreError, UpstreamError) as exc:  # not up yet (a container starting with its database)
         logger.warning("cannot prepare the first run yet: {}; every tick tries again", exc)
-    sys.exit(run_schedule(settings, every_s=every_s, cron=cron, run_once=run_once, health_file=health_file))
+    sys.exit(run_schedule(settings, every_s=every_s, cron=cron, run_once=run_once, health_file=health_file,
+                          stop_event=stop))
 
 
 @click.command("doctor")
