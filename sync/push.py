@@ -221,10 +221,12 @@ class OutcomeTracker:
         self.plan = plan
         self.commands_of: dict[int, set[str]] = {}
         self.results: dict[str, CommandResult] = {}
-        self._settled: set[int] = set()
+        self._waiting: dict[int, int] = {}              # answer id → commands without a result yet
+        self._answers_of: dict[str, list[int]] = {}     # command name → answers it settles
+        self._answer = {a.answer_id: a for a in plan.answers}
         contacts = {c.email: c for c in plan.contacts}
         self._contact_of = {a.answer_id: contacts.get(a.contact_email) for a in plan.answers if a.contact_email}
-        by_name = {c.name: c for c in plan.commands}
+        by_name = {c.name for c in plan.commands}
         for answer in plan.answers:
             names = {d.command for d in answer.deals}
             contact = self._contact_of.get(answer.answer_id)
@@ -232,17 +234,23 @@ class OutcomeTracker:
             # it does not hold back the answer whose deals were made.
             if contact is not None and contact.action == "create" and contact.command:
                 names.add(contact.command)
-            self.commands_of[answer.answer_id] = {n for n in names if n in by_name}
+            names &= by_name
+            self.commands_of[answer.answer_id] = names
+            self._waiting[answer.answer_id] = len(names)
+            for name in names:
+                self._answers_of.setdefault(name, []).append(answer.answer_id)
 
     def add(self, results: dict[str, CommandResult]) -> list[AnswerOutcome]:
-        self.results.update(results)
+        """Record ``results``; return the answers whose last command just got its result."""
         settled = []
-        for answer in self.plan.answers:
-            if answer.answer_id in self._settled or not self.commands_of[answer.answer_id]:
+        for name, result in results.items():
+            if name in self.results:
                 continue
-            if all(n in self.results for n in self.commands_of[answer.answer_id]):
-                self._settled.add(answer.answer_id)
-                settled.append(self._outcome(answer))
+            self.results[name] = result
+            for answer_id in self._answers_of.get(name, ()):
+                self._waiting[answer_id] -= 1
+                if self._waiting[answer_id] == 0:
+                    settled.append(self._outcome(self._answer[answer_id]))
         return settled
 
     def _outcome(self, answer) -> AnswerOutcome:
