@@ -146,8 +146,10 @@ class _Progress:
 @click.option("--show-personal-data", is_flag=True, help="Do not mask e-mails, names and phones in the report.")
 @click.option("--metrics-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write Prometheus metrics of the run here (node_exporter textfile collector).")
+@click.option("--bulk", is_flag=True, help="Backfills: create contacts and deals with crm.item.batchImport, "
+                                           "1,000 a request. Imported records SKIP the CRM's automation rules.")
 @_guarded
-def sync(since, polls, dry_run, report_path, show_personal_data, metrics_file) -> None:
+def sync(since, polls, dry_run, report_path, show_personal_data, metrics_file, bulk) -> None:
     """Pull new and changed answers and push them to Bitrix24.
 
     \b
@@ -162,7 +164,7 @@ def sync(since, polls, dry_run, report_path, show_personal_data, metrics_file) -
     settings = _settings(metrics_file=metrics_file)
     ctx = build_context(settings)
     options = options_from(settings, command="sync", since=since, poll_ids=set(polls), dry_run=dry_run,
-                           keep_plan=report_path is not None, stop=_stop_on_signals())
+                           keep_plan=report_path is not None, stop=_stop_on_signals(), bulk=bulk)
     progress = _Progress()
     try:
         summary = execute(ctx, options, progress=progress)

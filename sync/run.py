@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable
 from loguru import logger
 from pydantic import BaseModel, Field, ValidationError
 
+from sync.bulk import push_bulk
 from sync.crashpoints import crash_point
 from sync.lookups import fetch_answer_lookups, fetch_poll_lookups, fetch_programmes
 from sync.mapping import FieldMapping
@@ -44,6 +45,7 @@ class RunOptions:
     chunk_size: int = 2000
     batch_size: int = 50
     concurrency: int = 1
+    bulk: bool = False           # create contacts and deals with crm.item.batchImport (skips CRM automation)
     stop: threading.Event | None = None   # set by SIGTERM: finish the batches in flight, send no more
     source_name: str | None = None
 
@@ -294,8 +296,9 @@ class _Run:
                 crash_point("ledger_updated")
             self.progress("push", len(pushed))
 
-        results = push_commands(self.bitrix, plan.commands, batch_size=self.o.batch_size, on_batch=settle,
-                                concurrency=self.o.concurrency, stop=self.o.stop, before_send=mark_in_flight)
+        push = push_bulk if self.o.bulk else push_commands
+        results = push(self.bitrix, plan.commands, batch_size=self.o.batch_size, on_batch=settle,
+                       concurrency=self.o.concurrency, stop=self.o.stop, before_send=mark_in_flight)
         kind_of = {c.name: c.kind for c in plan.commands}
         for name, r in results.items():
             if r.state == "ok":

@@ -112,3 +112,28 @@ def test_killed_runs_then_a_final_run_sync_every_answer_exactly_once(tmp_path):
         assert sum(deals.values()) == expected + sum(
             len(r.deal_ids) for r in ledger.answer_rows(answer_ids=[a["answer_id"] for a in box.survey.admin.all_answers()])
             if r.status == "needs_attention")
+
+
+def _crm_shape(box):
+    deals = sorted((d["ORIGIN_ID"], d["TITLE"], str(d["CONTACT_ID"] and 1), str(d.get("PARENT_ID_1040")),
+                    str(d.get("UF_CRM_LEVEL")), d.get("UTM_SOURCE")) for d in box.bitrix.admin.deals()
+                   if d.get("ORIGINATOR_ID"))
+    contacts = sorted((c.get("NAME"), tuple(e["VALUE"] for e in c.get("EMAIL", [])),
+                       tuple(p["VALUE"] for p in c.get("PHONE", []))) for c in box.bitrix.admin.contacts())
+    return deals, contacts
+
+
+def test_bulk_backfill_gives_the_same_crm_as_the_normal_path(tmp_path):
+    shapes = []
+    for bulk in (False, True):
+        with Sandbox(answers=120, seed=9, rate_limit=None) as box:
+            job = Job(box, f"sqlite:///{tmp_path}/store-{bulk}.sqlite3")
+            job.run(bulk=bulk)
+            shapes.append(_crm_shape(box))
+            requests = box.bitrix.admin.counters()["requests"]
+            again = job.run(bulk=bulk)
+            assert again.counts.get("deals_created", 0) == 0
+        if bulk:
+            assert requests < normal_requests
+        normal_requests = requests
+    assert shapes[0] == shapes[1]
