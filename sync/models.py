@@ -14,6 +14,7 @@ and a question that does not fit is dropped (the planner does not read questions
 """
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from typing import Any
@@ -26,8 +27,19 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _AWARE = TypeAdapter(AwareDatetime)
 
 
+def _has_surrogates(value: Any) -> bool:
+    """One C-speed pass over the whole record: only JSON text with a lone surrogate fails to encode."""
+    try:
+        json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _no_surrogates(value: Any) -> Any:
     """``value`` with lone surrogates replaced; the same object when it has none (the usual case)."""
+    if isinstance(value, (dict, list)) and not _has_surrogates(value):
+        return value
     if isinstance(value, str):
         return _SURROGATE.sub("\ufffd", value) if _SURROGATE.search(value) else value
     if isinstance(value, dict):

@@ -5,6 +5,7 @@ which the property tests check.
 """
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -34,6 +35,18 @@ def normalize_email(raw: object) -> tuple[str | None, str | None]:
     The address is trimmed and lower-cased (how Bitrix24's duplicate search compares
     them); it must be syntactically valid. Unicode domains are kept as typed (lower-cased).
     """
+    if isinstance(raw, str):
+        return _normalize_email_text(raw)
+    return _normalize_email(raw)
+
+
+@functools.lru_cache(maxsize=65536)
+def _normalize_email_text(raw: str) -> tuple[str | None, str | None]:
+    # Cached: the planner and the look-ups both ask, and people answer more than once.
+    return _normalize_email(raw)
+
+
+def _normalize_email(raw: object) -> tuple[str | None, str | None]:
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return None, "missing_email"
     if not isinstance(raw, str):
@@ -50,6 +63,17 @@ def normalize_email(raw: object) -> tuple[str | None, str | None]:
 
 def normalize_phone(raw: object, region: str = "RU") -> tuple[str | None, str | None]:
     """Return ``(e164, None)``, ``(None, None)`` when no phone was given, or ``(None, 'invalid_phone')``."""
+    if isinstance(raw, str):
+        return _normalize_phone_text(raw, region)
+    return _normalize_phone(raw, region)
+
+
+@functools.lru_cache(maxsize=65536)
+def _normalize_phone_text(raw: str, region: str) -> tuple[str | None, str | None]:
+    return _normalize_phone(raw, region)
+
+
+def _normalize_phone(raw: object, region: str = "RU") -> tuple[str | None, str | None]:
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return None, None
     if isinstance(raw, bool):
