@@ -54,7 +54,7 @@ def _id(value: Any) -> int | None:
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():  # not "²" or "７"
         value = int(value.strip())
     return value if isinstance(value, int) and value > 0 else None
 
