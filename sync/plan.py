@@ -198,7 +198,7 @@ def _name_part(answer: Answer, code: str | None, what: str, problems: list[Probl
     return text
 
 
-def _chosen_programmes(answer: Answer, code: str | None, problems: list[Problem]) -> list[str]:
+def chosen_programmes(answer: Answer, code: str | None, problems: list[Problem]) -> list[str]:
     raw = _question(answer, code)
     if raw is None:
         return []
@@ -376,7 +376,7 @@ class _AnswerPlanner:
         for part in answer.ignored:  # set aside when the answer was read (sync.models)
             problems.append(Problem(code="invalid_value", severity="warning",
                                     params={"question": part.part, "field": f"{part.part}: {part.got}"}))
-        chosen = _chosen_programmes(answer, q.programmes, problems)
+        chosen = chosen_programmes(answer, q.programmes, problems)
         resolved: list[Programme] = []
         for name in chosen:
             programme, problem = self.programmes.resolve(name)

@@ -72,9 +72,14 @@ def pull(survey: SurveyReader, ledger, *, since: datetime | None, poll_ids: set[
     """Stage every poll and answer changed since the watermark (or ``since``)."""
     result = PullResult()
     listed: dict[int, dict[str, Any]] = {}
+    unreadable: set[int] = set()
     for page in survey.iter_polls(start_point(ledger, POLLS_WATERMARK, since=since, lookback=lookback)):
         records = [_dump(p) for p in page.items if not poll_ids or p.poll_id in poll_ids]
         result.invalid.extend(page.invalid)
+        # A poll record we cannot read still has answers worth keeping: list them by its id.
+        unreadable.update(r.record_id for r in page.invalid
+                          if isinstance(r.record_id, int) and not isinstance(r.record_id, bool) and r.record_id > 0
+                          and (not poll_ids or r.record_id in poll_ids))
         result.polls_seen += len(records)
         for record in records:
             listed[record["poll_id"]] = record
@@ -88,7 +93,8 @@ def pull(survey: SurveyReader, ledger, *, since: datetime | None, poll_ids: set[
         result.polls = {k: _strip([v])[0] for k, v in listed.items()}
 
     known = {row.poll_id for row in ledger.poll_rows(poll_ids=None) if row.status != "deleted"}
-    targets = sorted((known | set(listed)) & poll_ids if poll_ids else known | set(listed))
+    everything = known | set(listed) | unreadable
+    targets = sorted(everything & poll_ids if poll_ids else everything)
     for poll_id in targets:
         if stop is not None and stop.is_set():  # each staged page moved its own watermark: safe to stop
             break

@@ -49,9 +49,10 @@ def created_id(command: Command, result: Any) -> int | None:
         else:
             value = result
         try:
-            return int(value) if value is not None and not isinstance(value, bool) else None
+            number = int(value) if value is not None and not isinstance(value, bool) else None
         except (TypeError, ValueError):
             return None
+        return number if number is not None and number > 0 else None  # 0 or less is no record id
     return None
 
 

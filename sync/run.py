@@ -22,7 +22,8 @@ from sync.lookups import fetch_answer_lookups, fetch_poll_lookups, fetch_program
 from sync.mapping import FieldMapping
 from sync.models import Answer, Poll
 from sync.normalize import normalize_email
-from sync.plan import AnswerInput, ProgrammeResolver, build_answer_plan, build_poll_plan, origin_id
+from sync.plan import (AnswerInput, ProgrammeResolver, build_answer_plan, build_poll_plan, chosen_programmes,
+                       origin_id)
 from sync.plan_models import AnswerPlan, Plan, PollContext, PollPlan, Problem, Programme
 from sync.pull import pull
 from sync.push import OutcomeTracker, push_commands
@@ -76,15 +77,16 @@ def utc_now() -> datetime:
 
 
 def candidate_origin_ids(answer: Answer, resolver: ProgrammeResolver, mapping: FieldMapping) -> list[str]:
-    """Every deal key an answer's push may already have created (for reconciliation)."""
-    raw = answer.value_of(mapping.questions.programmes) if mapping.questions.programmes else None
-    names = raw if isinstance(raw, list) else [raw] if isinstance(raw, str) else []
+    """Every deal key an answer's push may already have created (for reconciliation).
+
+    Reads the chosen programmes exactly as the planner does, so the keys looked up are
+    the keys the planner gives deals.
+    """
     keys = {"0"}
-    for name in names:
-        if isinstance(name, str):
-            programme, _ = resolver.resolve(name.strip())
-            if programme is not None:
-                keys.add(str(programme.id))
+    for name in chosen_programmes(answer, mapping.questions.programmes, []):
+        programme, _ = resolver.resolve(name)
+        if programme is not None:
+            keys.add(str(programme.id))
     return [origin_id(answer.answer_id, k) for k in sorted(keys)]
 
 
@@ -101,7 +103,9 @@ class _Run:
         self.counts: Counter[str] = Counter()
         self.problems: Counter[str] = Counter()
         self.report = Plan() if (options.keep_plan or options.dry_run) else None
+        self.run_id = ""
         self.poll_context: dict[int, PollContext] = {}
+        self.failed_polls: dict[int, str] = {}
         self._programmes: list[Programme] | None = None
 
     # --- helpers --------------------------------------------------------------------------------
@@ -138,12 +142,13 @@ class _Run:
         lookups = fetch_poll_lookups(self.bitrix, self.mapping, owner_emails=[p.employee_email for p, _, _ in todo],
                                      poll_ids=[p.poll_id for p, _, item in todo if item is None])
         plan = build_poll_plan(todo, lookups, self.mapping)
-        for poll_plan, (poll, _, _) in zip(plan.polls, todo):
+        polls = {poll.poll_id: poll for poll, _, _ in todo}
+        for poll_plan in plan.polls:
             self._note(poll_plan.problems)
             for p in poll_plan.problems:
-                logger.warning("poll {}: {} ({})", poll.poll_id, p.code, p.params)
-            self.poll_context[poll.poll_id] = self._context(poll.model_dump(mode="json"), poll_plan.item_id,
-                                                            poll_plan.owner_id)
+                logger.warning("poll {}: {} ({})", poll_plan.poll_id, p.code, p.params)
+            self.poll_context[poll_plan.poll_id] = self._context(polls[poll_plan.poll_id].model_dump(mode="json"),
+                                                                 poll_plan.item_id, poll_plan.owner_id)
         if self.report is not None:
             self.report.polls.extend(plan.polls)
         if self.o.dry_run:
@@ -159,6 +164,9 @@ class _Run:
                 logger.error("poll {}: poll form not written: {}", poll_plan.poll_id, error)
                 self.ledger.mark_poll_failed(poll_id=poll_plan.poll_id, error=error)
                 self.counts["poll_forms_failed"] += 1
+                # Its answers wait: pushed now, their deals would never be linked to the form.
+                self.poll_context.pop(poll_plan.poll_id, None)
+                self.failed_polls[poll_plan.poll_id] = error
                 continue
             item_id = r.created_id if poll_plan.action == "create" else poll_plan.item_id
             self.counts["poll_forms_created" if poll_plan.action == "create" else "poll_forms_updated"] += 1
@@ -230,6 +238,13 @@ class _Run:
                 answer = Answer.model_validate(payload)
             except ValidationError as exc:
                 self._invalid(payload, str(exc).splitlines()[0] if str(exc) else "invalid record")
+                continue
+            if answer.poll_id in self.failed_polls:
+                if not self.o.dry_run:
+                    self.ledger.mark_failed(answer_id=answer.answer_id, retryable=True,
+                                            error=f"waiting for the poll form of poll {answer.poll_id}, which could "
+                                                  f"not be written: {self.failed_polls[answer.poll_id]}")
+                self.counts["failed"] += 1
                 continue
             inputs.append(AnswerInput(answer=answer, content_hash=content_hash or _hash(payload),
                                       known_deal_ids={k: int(v) for k, v in deal_ids.items()}))
@@ -305,13 +320,34 @@ class _Run:
                 self.counts[kind_of[name].replace("_add", "s_created").replace("_update", "s_updated")] += 1
         return unknown
 
-    def _invalid(self, payload: Any, error: str) -> None:
-        answer_id = payload.get("answer_id") if isinstance(payload, dict) else None
+    def _invalid(self, payload: Any, error: str, *, poll_id: int | None = None) -> None:
+        """A record that does not fit the contract: kept needing attention if it has a usable id."""
         self.problems["invalid_record"] += 1
         self.counts["needs_attention"] += 1
-        if isinstance(answer_id, int) and not self.o.dry_run:
-            self.ledger.mark_needs_attention(answer_id=answer_id, problems=[
-                Problem(code="invalid_record", severity="attention", params={"error": error}).model_dump()])
+        raw = payload if isinstance(payload, dict) else {}
+        answer_id, poll_id = raw.get("answer_id"), raw.get("poll_id", poll_id)
+        if self.o.dry_run or not _usable_id(answer_id):
+            logger.warning("unreadable record (no usable answer id) skipped: {}", error)
+            return
+        problems = [Problem(code="invalid_record", severity="attention", params={"error": error[:300]}).model_dump()]
+        try:
+            if self.ledger.get_answer(answer_id) is None and _usable_id(poll_id):
+                updated = raw.get("updated_at")
+                try:
+                    stamp = datetime.fromisoformat(updated) if isinstance(updated, str) else None
+                except ValueError:
+                    stamp = None
+                stamp = stamp if stamp is not None and stamp.tzinfo else utc_now()
+                self.ledger.stage_answers(answers=[{**raw, "answer_id": answer_id, "poll_id": poll_id,
+                                                    "updated_at": stamp.isoformat()}],
+                                          watermark=None, run_id=self.run_id)
+            self.ledger.mark_needs_attention(answer_id=answer_id, problems=problems)
+        except Exception as exc:  # bookkeeping of one bad record never stops the run
+            logger.error("answer {}: could not record it as needing attention: {}", answer_id, exc)
+
+
+def _usable_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 2 ** 53
 
 
 def _stats(bitrix, survey) -> tuple[int, int, int]:
@@ -343,6 +379,7 @@ def run(options: RunOptions, *, survey, bitrix, ledger, mapping: FieldMapping,
     else:
         run_id = ledger.start_run(command=options.command, dry_run=False, since=options.since,
                                   poll_filter=sorted(options.poll_ids))
+    job.run_id = run_id
     summary = RunSummary(run_id=run_id, command=options.command, dry_run=options.dry_run, started_at=started)
     if summary_out is not None:  # lets the caller report a run that ended in an exception
         summary_out.append(summary)
@@ -361,7 +398,7 @@ def _run_body(job: _Run, options: RunOptions, summary: RunSummary, run_id: str, 
             job.counts.update(polls_seen=pulled.polls_seen, answers_seen=pulled.answers_seen, new=pulled.new,
                               changed=pulled.changed, unchanged=pulled.unchanged)
             for record in pulled.invalid:
-                job._invalid(record.raw, record.error)
+                job._invalid(record.raw, record.error, poll_id=record.poll_id)
         job.sync_polls(run_id, pulled.polls if pulled else {})
         job.sync_answers(run_id, pulled.answers if pulled else {})
         if _stats(bitrix, survey)[0] == job.stats_before[0] and hasattr(bitrix, "call"):

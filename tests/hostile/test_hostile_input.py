@@ -363,9 +363,6 @@ def test_answers_of_a_vanished_poll_without_a_poll_form_get_a_reason(job, monkey
     assert "unknown_poll" in {p["code"] for p in row.problems}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "sync/run.py sync_polls: when a poll form write fails, the poll's context stays (item_id None) and its "
-    "answers are pushed in the same run without PARENT_ID_1036 and marked pushed, so they are never linked"))
 def test_answers_wait_for_a_poll_form_that_failed(job):
     admin, bitrix = job.box.survey.admin, job.box.bitrix.admin
     admin.add_poll({"poll_id": 777004, "poll_name": "Опрос", "poll_language": "ru", "employee_email": "admin@hse.ru"})
@@ -379,9 +376,6 @@ def test_answers_wait_for_a_poll_form_that_failed(job):
     assert str(deal.get("PARENT_ID_1036")) == str(form["id"])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "sync/pull.py: a poll record that does not validate is counted as invalid, but its answers are never "
-    "listed, so they never reach the ledger (pull could list answers for invalid polls with a usable poll_id)"))
 def test_answers_of_an_unreadable_poll_are_still_staged(store_url):
     from storage.db import make_engine, migrate
     from storage.ledger import Ledger
@@ -513,9 +507,6 @@ def test_add_results_in_odd_shapes_give_an_id_or_none(result, expected):
     assert created_id(command, result) == expected
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "sync/push.py created_id: 0 or a negative number is taken as the new record's id; it should be None, so "
-    "the command's outcome is 'unknown' and it is reconciled by its external key"))
 @pytest.mark.parametrize("result", [0, -5, {"item": {"id": 0}}])
 def test_an_add_that_returns_a_non_positive_id_is_not_trusted(result):
     command = Command(name="ca_1", method="crm.contact.add", kind="contact_add", params={})

@@ -323,10 +323,6 @@ def test_duplicate_answer_ids_plan_once_with_the_newest_content(raws):
     assert plan.model_dump() == alone.model_dump()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "sync/run.py candidate_origin_ids reads the chosen programmes its own way (str.strip only, strings only), "
-    "not as the planner does (clean_text: control characters removed): an answer whose push was in flight is "
-    "then not looked up under the key its deal got, and the deal is created a second time"))
 @PLANS
 @given(st.lists(raw_answer(), min_size=1, max_size=6))
 @example([{"answer_id": 1, "poll_id": 430131691, "created_at": T0.isoformat(), "updated_at": T0.isoformat(),
