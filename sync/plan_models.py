@@ -61,6 +61,7 @@ class AnswerLookups(BaseModel):
 class PollLookups(BaseModel):
     users_by_email: dict[str, CrmUser] = Field(default_factory=dict)
     items_by_poll: dict[int, int] = Field(default_factory=dict)
+    programmes: list[Programme] | None = None  # read in the same batch when the run needs them too
 
 
 # --- what the planner produces ---------------------------------------------------------------

@@ -140,7 +140,10 @@ class _Run:
         if not todo:
             return
         lookups = fetch_poll_lookups(self.bitrix, self.mapping, owner_emails=[p.employee_email for p, _, _ in todo],
-                                     poll_ids=[p.poll_id for p, _, item in todo if item is None])
+                                     poll_ids=[p.poll_id for p, _, item in todo if item is None],
+                                     with_programmes=self._programmes is None)
+        if lookups.programmes is not None:
+            self._programmes = lookups.programmes
         plan = build_poll_plan(todo, lookups, self.mapping)
         polls = {poll.poll_id: poll for poll, _, _ in todo}
         for poll_plan in plan.polls:
