@@ -117,6 +117,11 @@ class AnswerPlan(BaseModel):
     deals: list[DealPlan] = Field(default_factory=list)
     problems: list[Problem] = Field(default_factory=list)
     content_hash: str = ""
+    # Set by a real run once the answer's batches returned (what the report shows after the fact).
+    outcome: Literal["pushed", "failed", "unknown"] | None = None
+    outcome_error: str = ""
+    outcome_contact_id: int | None = None
+    outcome_deal_ids: dict[str, int] = Field(default_factory=dict)
 
     @property
     def needs_attention(self) -> bool:

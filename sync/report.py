@@ -397,9 +397,20 @@ class _Builder:
                                programme=d.programme_title or labels["no_programme"], title=title))
         severities = {p.severity for p in plan.problems}
         status = "attention" if "attention" in severities else "warning" if "warning" in severities else "ready"
+        status_label = labels[f"status_{status}"]
+        if plan.outcome is not None:  # a real run: say what happened, with the ids it got
+            contact_id = plan.outcome_contact_id or contact_id
+            for view, d in zip(deals, plan.deals):
+                view.deal_id = plan.outcome_deal_ids.get(d.programme_key, view.deal_id)
+            error = scrub_text(plan.outcome_error) if self.masked else redact(plan.outcome_error)
+            outcome_label = labels[f"status_{plan.outcome}"].format(error=error)
+            if plan.outcome != "pushed":
+                status, status_label = "attention", outcome_label
+            else:
+                status_label = outcome_label if status == "ready" else f"{outcome_label}; {status_label}"
         return _Answer(plan=plan, respondent=respondent, email=email, phone=phone, contact_action=contact_action,
                        contact_id=contact_id, contact_label=contact_label, deals=deals, problems=problems,
-                       status=status, status_label=labels[f"status_{status}"])
+                       status=status, status_label=status_label)
 
     def poll(self, plan: PollPlan) -> _Poll:
         problems = [self.problem(p) for p in plan.problems]

@@ -298,6 +298,9 @@ class _Run:
             pushed = []
             for outcome in tracker.add(results):
                 answer = by_answer[outcome.answer_id]
+                if self.report is not None:
+                    answer.outcome, answer.outcome_error = outcome.state, outcome.error
+                    answer.outcome_contact_id, answer.outcome_deal_ids = outcome.contact_id, dict(outcome.deal_ids)
                 if outcome.state == "pushed":
                     pushed.append(_pushed(outcome, answer))
                     self.counts["needs_attention" if answer.needs_attention else "pushed"] += 1
