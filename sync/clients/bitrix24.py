@@ -47,6 +47,7 @@ from loguru import logger
 from pydantic import BaseModel, Field, SecretStr
 
 from sync.clients.common import (
+    ClientPlumbing,
     NOT_JSON,
     USER_AGENT,
     RetryPolicy,
@@ -529,7 +530,7 @@ def _parse_webhook(url: str | SecretStr, *, allow_insecure_http: bool) -> tuple[
 T = TypeVar("T")
 
 
-class Bitrix24Client:
+class Bitrix24Client(ClientPlumbing):
     """Bitrix24 REST through an inbound webhook: ``call``, ``batch``, ``list_all``.
 
     Every HTTP request first waits for the local leaky bucket (``rate_per_s``,
@@ -538,6 +539,8 @@ class Bitrix24Client:
     failure (if any) is classified once by ``classify()``. ``clock``, ``sleep`` and
     ``rng`` (anything with ``uniform``) are injectable so tests never sleep.
     """
+
+    _stats_type = Bitrix24Stats
 
     def __init__(self, webhook_url: str | SecretStr, *, session: requests.Session | None = None,
                  timeout: float = 30.0, rate_per_s: float = 2.0, burst: int = 50, max_attempts: int = 6,
@@ -569,27 +572,6 @@ class Bitrix24Client:
 
     def __repr__(self) -> str:
         return f"Bitrix24Client(url={self.url!r}, timeout={self.timeout}, bucket={self.bucket!r})"
-
-    def __enter__(self) -> "Bitrix24Client":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the HTTP session if this client created it."""
-        if self._owns_session:
-            self._session.close()
-
-    @property
-    def stats(self) -> Bitrix24Stats:
-        """A consistent snapshot of the counters."""
-        with self._lock:
-            return self._stats.model_copy(deep=True)
-
-    def reset_stats(self) -> None:
-        with self._lock:
-            self._stats = Bitrix24Stats()
 
     def _count(self, **deltas: Any) -> None:
         with self._lock:

@@ -176,3 +176,34 @@ def header(headers: Mapping[str, str] | None, name: str) -> str | None:
         if key.lower() == lowered:
             return val
     return None
+
+
+class ClientPlumbing:
+    """Session ownership and thread-safe counters, the same for both HTTP clients.
+
+    A subclass sets ``_session``, ``_owns_session``, ``_lock`` and ``_stats`` (an instance
+    of ``_stats_type``) in its constructor.
+    """
+
+    _stats_type: type
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the HTTP session if this client created it."""
+        if self._owns_session:
+            self._session.close()
+
+    @property
+    def stats(self):
+        """A consistent snapshot of the counters."""
+        with self._lock:
+            return self._stats.model_copy(deep=True)
+
+    def reset_stats(self) -> None:
+        with self._lock:
+            self._stats = self._stats_type()

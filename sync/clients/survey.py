@@ -31,6 +31,7 @@ from loguru import logger
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 
 from sync.clients.common import (
+    ClientPlumbing,
     NOT_JSON,
     USER_AGENT,
     RetryPolicy,
@@ -79,8 +80,10 @@ class _Attempt:
     retry_after: float | None = None
 
 
-class SurveyClient:
+class SurveyClient(ClientPlumbing):
     """Read-only client of the survey platform API. Returns ``Page``/``Answer`` models."""
+
+    _stats_type = SurveyStats
 
     def __init__(self, base_url: str, token: str | SecretStr, *, session: requests.Session | None = None,
                  timeout: float = 30.0, polls_page_size: int = 200, answers_page_size: int = 500,
@@ -139,25 +142,6 @@ class SurveyClient:
 
     def __repr__(self) -> str:
         return f"SurveyClient(base_url={redact_url(self.base_url)!r}, timeout={self.timeout})"
-
-    def __enter__(self) -> "SurveyClient":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._owns_session:
-            self._session.close()
-
-    @property
-    def stats(self) -> SurveyStats:
-        with self._lock:
-            return self._stats.model_copy(deep=True)
-
-    def reset_stats(self) -> None:
-        with self._lock:
-            self._stats = SurveyStats()
 
     def _count(self, *, status: str | None = None, **deltas: float) -> None:
         with self._lock:
