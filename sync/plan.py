@@ -1,9 +1,5 @@
 """Planning: a pure function from answers + CRM look-ups + mapping to commands and problems.
 
-The per-answer models are built with ``model_construct``: the planner makes them from
-values it has just checked, and validating each of ~10 models per answer again was a
-third of the planning time.
-
 Dry-run and the real run share this step; only the real run pushes the commands.
 Nothing here does I/O, so every rule is unit-tested without a network.
 """
@@ -358,7 +354,7 @@ class _AnswerPlanner:
         answer = item.answer
         q = self.mapping.questions
         problems: list[Problem] = []
-        result = AnswerPlan.model_construct(answer_id=answer.answer_id, poll_id=answer.poll_id, content_hash=item.content_hash)
+        result = AnswerPlan(answer_id=answer.answer_id, poll_id=answer.poll_id, content_hash=item.content_hash)
         self.plan.answers.append(result)
         poll = self.polls.get(answer.poll_id)
         raw_email = _question(answer, q.email)
@@ -405,17 +401,17 @@ class _AnswerPlanner:
             fields, _ = self._deal_fields(answer, poll, names, contact, programme, problems, create=deal_id is None)
             if deal_id is None:
                 name = f"da_{answer.answer_id}_{key}"
-                command = Command.model_construct(name=name, method="crm.deal.add", kind="deal_add", answer_ids=[answer.answer_id],
+                command = Command(name=name, method="crm.deal.add", kind="deal_add", answer_ids=[answer.answer_id],
                                   external_key=oid, depends_on=[depends] if depends else [],
                                   params={"fields": fields, "params": {"REGISTER_SONET_EVENT": "N"}})
             else:
                 name = f"du_{answer.answer_id}_{key}"
-                command = Command.model_construct(name=name, method="crm.deal.update", kind="deal_update",
+                command = Command(name=name, method="crm.deal.update", kind="deal_update",
                                   answer_ids=[answer.answer_id], external_key=oid,
                                   depends_on=[depends] if depends else [],
                                   params={"id": deal_id, "fields": fields})
             self.plan.commands.append(command)
-            result.deals.append(DealPlan.model_construct(origin_id=oid, programme_key=key, programme_id=programme.id if programme else None,
+            result.deals.append(DealPlan(origin_id=oid, programme_key=key, programme_id=programme.id if programme else None,
                                          programme_title=programme.title if programme else None,
                                          action="create" if deal_id is None else "update", deal_id=deal_id,
                                          command=name, title=fields["TITLE"]))
@@ -427,7 +423,7 @@ class _AnswerPlanner:
             fields = dict(new.fields)
             if new.phones:
                 fields["PHONE"] = [{"VALUE": p, "VALUE_TYPE": cm.phone_value_type} for p in new.phones]
-            contact_commands.append(Command.model_construct(name=new.plan.command, method="crm.contact.add", kind="contact_add",
+            contact_commands.append(Command(name=new.plan.command, method="crm.contact.add", kind="contact_add",
                                             answer_ids=list(new.plan.answer_ids), external_key=email,
                                             params={"fields": fields, "params": {"REGISTER_SONET_EVENT": "N"}}))
         for contact_id, (plan, fields, phones) in self.updates.items():
@@ -438,7 +434,7 @@ class _AnswerPlanner:
                 body["PHONE"] = [{"VALUE": p, "VALUE_TYPE": cm.phone_value_type} for p in phones]
             plan.action = "update"
             plan.command = f"cu_{contact_id}"
-            contact_commands.append(Command.model_construct(name=plan.command, method="crm.contact.update", kind="contact_update",
+            contact_commands.append(Command(name=plan.command, method="crm.contact.update", kind="contact_update",
                                             answer_ids=list(plan.answer_ids), external_key=str(contact_id),
                                             params={"id": contact_id, "fields": body,
                                                     "params": {"REGISTER_SONET_EVENT": "N"}}))
