@@ -334,7 +334,11 @@ def test_reconciliation_looks_up_every_deal_key_the_planner_may_create(raws):
     resolver = ProgrammeResolver(PROGRAMMES, MAPPING.programmes.aliases)
     plan = build_answer_plan(inputs_of(raws, {}), polls=POLLS, lookups=AnswerLookups(programmes=PROGRAMMES),
                              mapping=MAPPING)
-    answers = {i.answer.answer_id: i.answer for i in inputs_of(raws, {})}
+    answers = {}
+    for item in inputs_of(raws, {}):  # the planner's rule: the newest copy of an id wins (the later on a tie)
+        seen = answers.get(item.answer.answer_id)
+        if seen is None or item.answer.updated_at >= seen.updated_at:
+            answers[item.answer.answer_id] = item.answer
     for planned in plan.answers:
         looked_up = set(candidate_origin_ids(answers[planned.answer_id], resolver, MAPPING))
         assert {d.origin_id for d in planned.deals} <= looked_up
