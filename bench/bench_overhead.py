@@ -5,7 +5,8 @@ The emulators run in a separate process (``cli.py sandbox --rate-limit 0``), so 
 and memory are not counted.
 
 1. CPU, in this process (``time.process_time()``), on ``--answers`` answers (default 20,000):
-   - pull + stage: ``sync.pull.pull`` of every answer into a fresh SQLite ledger;
+   - pull + stage: a real ``execute`` into a fresh SQLite ledger whose push is limited to
+     no answer (``answer_ids={0}``): every answer pulled and staged, nothing planned;
    - plan: a dry-run ``execute`` that re-reads the ledger, looks the CRM up and plans them all;
    - push (for information): a real ``execute`` after it (plan again + push), minus the dry-run.
 2. Peak RSS of a real first sync of ``--backfill`` answers (default 100,000) in a child
@@ -160,7 +161,6 @@ class Meter:
 def bench_cpu(answers: int, seed: int) -> dict:
     from sync.app import build_context, execute, options_from
     from sync.logs import setup_logging
-    from sync.pull import pull
 
     setup_logging(level="WARNING")
     stages: dict[str, dict] = {"pull": {}, "plan": {}, "real": {}}
@@ -168,12 +168,11 @@ def bench_cpu(answers: int, seed: int) -> dict:
         settings = job_settings(env, f"sqlite:///{tmp}/bench.sqlite3")
         ctx = build_context(settings)
         meter = Meter(emulators)
-        run_id = ctx.ledger.start_run(command="sync", dry_run=False)
+        # Pull + stage as the job runs them (inside ``run()``, with its own settings): a real
+        # run whose push is limited to an answer id that does not exist. It also writes the
+        # few poll forms.
         with meter.stage(stages["pull"]):
-            pulled = pull(ctx.survey, ctx.ledger, since=None, poll_ids=None,
-                          lookback=options_from(settings).lookback, run_id=run_id, dry_run=False)
-        ctx.ledger.finish_run(run_id=run_id, outcome="ok", requests=0, retries=0,
-                              counts={"answers_seen": pulled.answers_seen, "new": pulled.new})
+            pulled = execute(ctx, options_from(settings, command="sync", answer_ids={0}))
         with meter.stage(stages["plan"]):
             dry = execute(ctx, options_from(settings, command="sync", dry_run=True))
         before = bitrix_counters(env)["requests"]
@@ -181,11 +180,12 @@ def bench_cpu(answers: int, seed: int) -> dict:
             real = execute(ctx, options_from(settings, command="sync"))
         stages["real"]["requests"] = bitrix_counters(env)["requests"] - before
         meter.gc.close()
-    stages["pull"]["answers"] = pulled.answers_seen
+    answers_seen = pulled.counts.get("answers_seen", 0)
+    stages["pull"]["answers"] = answers_seen
     stages["plan"]["planned"] = dry.counts.get("planned", 0)
     stages["real"]["outcome"] = real.outcome
     stages["real"]["counts"] = real.counts
-    return {"answers": pulled.answers_seen, **stages}
+    return {"answers": answers_seen, **stages}
 
 
 # --------------------------------------------------------------------------- 2. peak RSS of a backfill
