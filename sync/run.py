@@ -201,7 +201,8 @@ class _Run:
             chunk = []
             for r in rows:
                 payload = dry_answers.get(r.answer_id, r.payload) if self.o.dry_run else r.payload
-                seen.add(r.answer_id)
+                if self.o.dry_run:  # only a dry-run needs to know what the ledger already offered
+                    seen.add(r.answer_id)
                 chunk.append((payload, r.content_hash, dict(r.deal_ids or {}), r.status))
             yield chunk
         if self.o.dry_run and dry_answers:
