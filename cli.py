@@ -315,29 +315,20 @@ def sandbox(host, survey_port, bitrix_port, answers, seed, faults_profile, rate_
       python cli.py sandbox --answers 100000
       # then, in another shell, export the printed variables and run: python cli.py sync
     """
-    import signal
-    import threading
     import time
 
     from sandbox import Sandbox
+    from sandbox.httpbase import serve_until_stopped
 
     t0 = time.monotonic()
     box = Sandbox(host=host, survey_port=survey_port, bitrix_port=bitrix_port, answers=answers, seed=seed,
                   faults=faults_profile, rate_limit=rate_limit or None, burst=burst, latency_ms=latency_ms)
     box.start()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     click.echo(f"sandbox ready in {time.monotonic() - t0:.1f}s; to point the job at it:", err=True)
     for key, value in box.env().items():
         click.echo(f"export {key}='{value}'")
     click.echo(f"# admin: {box.survey.admin_url} and {box.bitrix.base_url}/_admin/state", err=True)
-    try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        box.stop()
+    serve_until_stopped(box.stop)
 
 
 from jobs.cli_ops import doctor, schedule  # noqa: E402  (they import cli's helpers lazily)

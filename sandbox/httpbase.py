@@ -86,3 +86,18 @@ def drop_connection(handler: BaseHTTPRequestHandler) -> None:
         handler.connection.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
+
+
+def serve_until_stopped(stop) -> None:
+    """Block until SIGTERM or Ctrl-C, then call ``stop()``: the command-line servers' main loop."""
+    import signal
+
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    try:
+        while not stopping.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop()

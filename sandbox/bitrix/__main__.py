@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 
 from sandbox.bitrix.server import BitrixEmulator
+from sandbox.httpbase import serve_until_stopped
 from sandbox.faults import FaultInjector
 
 
@@ -38,15 +37,7 @@ def main(argv: list[str] | None = None) -> int:
                               faults=FaultInjector(seed=args.seed, rates=dict(args.fault))).start()
     print(f"bitrix24 emulator: webhook {emulator.webhook_url} (admin: {emulator.base_url}/_admin/); "
           "Ctrl-C to stop", file=sys.stderr)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        emulator.stop()
+    serve_until_stopped(emulator.stop)
     return 0
 
 

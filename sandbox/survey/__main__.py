@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 
 from sandbox.survey.server import SurveyEmulator
+from sandbox.httpbase import serve_until_stopped
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,15 +26,7 @@ def main(argv: list[str] | None = None) -> int:
                               verbose=args.verbose).start()
     print(f"survey emulator at {emulator.base_url} (admin: {emulator.admin_url}); Ctrl-C to stop",
           file=sys.stderr)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        emulator.stop()
+    serve_until_stopped(emulator.stop)
     return 0
 
 
