@@ -14,15 +14,15 @@ from pathlib import Path
 
 import click
 
-from sync import exit_codes
-from sync.errors import ConfigError, FatalError, LockHeldError, StoreError, UpstreamError
+from core import exit_codes
+from core.errors import ConfigError, FatalError, LockHeldError, StoreError, UpstreamError
 
 
 def _guarded(func):
     """Map the error tree to exit codes with a one-line reason on stderr, no traceback."""
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        from sync.redact import redact
+        from core.redact import redact
         try:
             return func(*args, **kwargs)
         except ConfigError as exc:
@@ -76,14 +76,14 @@ def cli() -> None:
 
 
 def _print_summary(summary, report_path: Path | None, language: str) -> None:
-    from sync.report import format_summary_line
+    from sync.report.render import format_summary_line
     click.echo(format_summary_line(summary, language=language))
     if report_path is not None:
         click.echo(f"report: {report_path}")
 
 
 def _check_report_path(path: Path) -> None:
-    from sync.report import format_for_path
+    from sync.report.render import format_for_path
     try:
         format_for_path(path)
     except ValueError as exc:
@@ -158,7 +158,7 @@ def sync(since, polls, dry_run, report_path, show_personal_data, metrics_file, b
       python cli.py sync --since 2025-09-01 --poll 430131691
     """
     from sync.app import build_context, execute, options_from
-    from sync.report import write_report
+    from sync.report.render import write_report
     if report_path is not None:
         _check_report_path(report_path)
     settings = _settings(metrics_file=metrics_file)
@@ -189,7 +189,7 @@ def retry(answer_ids, report_path) -> None:
       python cli.py retry --answer 814573990
     """
     from sync.app import build_context, execute, options_from
-    from sync.report import write_report
+    from sync.report.render import write_report
     settings = _settings()
     ctx = build_context(settings)
     options = options_from(settings, command="retry", pull=False, include_attention=True, answer_ids=set(answer_ids),
@@ -246,8 +246,8 @@ def status(as_json) -> None:
     if as_json:
         click.echo(json.dumps(data, ensure_ascii=False, indent=2))
         return
-    from sync.report import problem_text
-    from sync.plan_models import Problem
+    from sync.report.render import problem_text
+    from sync.plan.models import Problem
     click.echo("Answers by state: " + (", ".join(f"{k} {v}" for k, v in sorted(data["answers_by_status"].items()))
                                        or "none yet"))
     click.echo("Watermarks: " + (", ".join(f"{k} {v}" for k, v in sorted(data["watermarks"].items())) or "none yet"))
@@ -277,7 +277,7 @@ def demo(answers, report_path) -> None:
     from sandbox import Sandbox
     from sync.app import build_context, execute, options_from
     from sync.logs import setup_logging
-    from sync.report import write_report
+    from sync.report.render import write_report
     from sync.settings import load_settings
 
     setup_logging(fmt="text", level="INFO")

@@ -27,7 +27,7 @@ from sandbox import Sandbox  # noqa: E402
 def seed_history(box: Sandbox, ctx) -> int:
     """Put every answer of the sandbox into the ledger as pushed, with its deal in the CRM (no REST)."""
     from storage.ledger import PushedResult, content_hash
-    from sync.pull import POLLS_WATERMARK, answers_watermark
+    from sync.source.pull import POLLS_WATERMARK, answers_watermark
 
     ledger = ctx.ledger
     polls = box.survey.admin.polls()

@@ -43,16 +43,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_sync import WRITE_METHODS, bench as bench_new, seed_existing, time_floor  # noqa: E402
 
 from sandbox import Sandbox  # noqa: E402
-from sync.batching import UnresolvedReference, resolve_params  # noqa: E402
+from sync.crm.batching import UnresolvedReference, resolve_params  # noqa: E402
 from sync.clients.bitrix24 import Bitrix24Client  # noqa: E402
 from sync.clients.survey import SurveyClient  # noqa: E402
-from sync.errors import UpstreamError  # noqa: E402
+from core.errors import UpstreamError  # noqa: E402
 from sync.mapping import FieldMapping, load_mapping  # noqa: E402
-from sync.models import Answer, Poll  # noqa: E402
-from sync.normalize import clean_text, match_key_email, normalize_email, normalize_title  # noqa: E402
-from sync.plan import AnswerInput, build_answer_plan, build_poll_plan  # noqa: E402
-from sync.push import created_id  # noqa: E402
-from sync.plan_models import AnswerLookups, CrmContact, CrmUser, PollContext, PollLookups, Programme  # noqa: E402
+from sync.source.models import Answer, Poll  # noqa: E402
+from sync.plan.normalize import clean_text, match_key_email, normalize_email, normalize_title  # noqa: E402
+from sync.plan.build import AnswerInput, build_answer_plan, build_poll_plan  # noqa: E402
+from sync.crm.push import created_id  # noqa: E402
+from sync.plan.models import AnswerLookups, CrmContact, CrmUser, PollContext, PollLookups, Programme  # noqa: E402
 
 # DESIGN.md, "The performance floor": the old design and the floor for 1,000 new respondents.
 DESIGN_OLD_PER_ANSWER = 6

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sandbox import Sandbox  # noqa: E402
-from sync.normalize import normalize_email  # noqa: E402
+from sync.plan.normalize import normalize_email  # noqa: E402
 
 WRITE_METHODS = ("crm.contact.add", "crm.contact.update", "crm.deal.add", "crm.deal.update", "crm.item.add",
                  "crm.item.update")

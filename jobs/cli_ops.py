@@ -84,7 +84,7 @@ def _schedule(every_s: int | None, cron: str | None, health_file: Path | None) -
 
     from cli import _settings
     from jobs.scheduler import make_trigger, run_schedule
-    from sync.errors import StoreError, UpstreamError
+    from core.errors import StoreError, UpstreamError
 
     if cron is not None:
         make_trigger(cron=cron)  # a typo fails before the settings are even read

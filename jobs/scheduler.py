@@ -38,9 +38,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 from loguru import logger
 
 from jobs.health import Heartbeat, heartbeat_path, utc_now
-from sync import exit_codes
-from sync.errors import ConfigError, FatalError, LockHeldError, RetriableError, SyncError
-from sync.redact import redact
+from core import exit_codes
+from core.errors import ConfigError, FatalError, LockHeldError, RetriableError, SyncError
+from core.redact import redact
 
 JOB_ID = "sync"
 DEFAULT_EVERY_S = 300

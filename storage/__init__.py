@@ -8,7 +8,7 @@
         run_id = ledger.start_run(command="sync", dry_run=False)
         ...
 """
-from storage.clock import utc_now
+from core.clock import utc_now
 from storage.db import default_sqlite_url, make_engine, migrate, redact_url, schema_status
 from storage.ledger import Ledger, PushedResult, StageCounts, content_hash
 from storage.lock import run_lock

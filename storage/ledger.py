@@ -43,7 +43,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from storage.clock import utc_now
+from core.clock import utc_now
 from storage.db import read_options, store_errors
 from storage.tables import (
     ANSWER_STATUSES,

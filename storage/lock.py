@@ -28,10 +28,10 @@ from sqlalchemy import delete, insert, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from storage.clock import utc_now
+from core.clock import utc_now
 from storage.db import advisory_key, make_engine, normalise_url, sqlite_path, store_errors
 from storage.tables import LockRow
-from sync.errors import LockHeldError
+from core.errors import LockHeldError
 
 LOCK_NAME = "run"
 _memory_locks: dict[str, threading.Lock] = {}

@@ -57,8 +57,8 @@ def execute(ctx: Context, options: RunOptions, *, progress: Callable[[str, int],
                    progress=progress)
     from storage.lock import run_lock
 
-    from sync.metrics import write_metrics
-    from sync.report import format_summary_line
+    from sync.report.metrics import write_metrics
+    from sync.report.render import format_summary_line
 
     with run_lock(ctx.engine, database_url=ctx.settings.database_url, holder=options.command):
         ctx.ledger.mark_stale_runs_interrupted()
@@ -76,7 +76,7 @@ def execute(ctx: Context, options: RunOptions, *, progress: Callable[[str, int],
 
 def stage_one(ctx: Context, *, answer_id: int, poll_id: int | None) -> None:
     """Fetch one answer (and its poll) afresh and stage it, so the next push includes it."""
-    from sync.errors import ConfigError, NotFoundError
+    from core.errors import ConfigError, NotFoundError
 
     if poll_id is None:
         row = ctx.ledger.get_answer(answer_id)

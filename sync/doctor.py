@@ -37,10 +37,10 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable
 
-from sync import exit_codes
-from sync.errors import CommandError, ConfigError, FatalError, StoreError, UpstreamError
+from core import exit_codes
+from core.errors import CommandError, ConfigError, FatalError, StoreError, UpstreamError
 from sync.mapping import FieldMapping
-from sync.redact import redact
+from core.redact import redact
 
 CONFIG = "config"   # fix a setting or the mapping → USAGE_ERROR
 SYSTEM = "system"   # a system is unreachable or refused us → ABORTED

@@ -10,7 +10,7 @@ import sys
 
 from loguru import logger
 
-from sync.redact import redact
+from core.redact import redact
 
 _TEXT = "<green>{time:YYYY-MM-DD HH:mm:ss}</green> <level>{level: <7}</level> <cyan>{extra[run_id]}</cyan> {message}"
 

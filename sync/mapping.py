@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from sync.errors import ConfigError
+from core.errors import ConfigError
 
 POLL_ATTRS = {"poll_id", "poll_name", "poll_language", "status", "employee_email"}
 ANSWER_ATTRS = {"answer_id", "poll_id", "created_at", "updated_at"}

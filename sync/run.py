@@ -17,17 +17,17 @@ from typing import Any, Callable, Iterable
 from loguru import logger
 from pydantic import BaseModel, Field, ValidationError
 
-from sync.bulk import push_bulk
+from sync.crm.bulk import push_bulk
 from sync.crashpoints import crash_point
-from sync.lookups import fetch_answer_lookups, fetch_poll_lookups, fetch_programmes
+from sync.crm.lookups import fetch_answer_lookups, fetch_poll_lookups, fetch_programmes
 from sync.mapping import FieldMapping
-from sync.models import Answer, Poll
-from sync.normalize import normalize_email
-from sync.plan import (AnswerInput, ProgrammeResolver, build_answer_plan, build_poll_plan, chosen_programmes,
+from sync.source.models import Answer, Poll
+from sync.plan.normalize import normalize_email
+from sync.plan.build import (AnswerInput, ProgrammeResolver, build_answer_plan, build_poll_plan, chosen_programmes,
                        origin_id)
-from sync.plan_models import AnswerPlan, Plan, PollContext, PollPlan, Problem, Programme
-from sync.pull import pull
-from sync.push import OutcomeTracker, push_commands
+from sync.plan.models import AnswerPlan, Plan, PollContext, PollPlan, Problem, Programme
+from sync.source.pull import pull
+from sync.crm.push import OutcomeTracker, push_commands
 
 RECONCILE_ROUNDS = 3
 

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from sync.errors import ConfigError
+from core.errors import ConfigError
 
 DEFAULT_DATABASE_URL = "sqlite:///./data/sync.sqlite3"
 

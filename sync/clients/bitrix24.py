@@ -61,8 +61,8 @@ from sync.clients.common import (
 )
 from sync.clients.phpquery import build_command
 from sync.clients.ratelimit import LeakyBucket
-from sync.errors import AmbiguousWriteError, CommandError, ConfigError, FatalError, RetriableError, UpstreamError
-from sync.redact import install_logging_filter, redact, redact_url, register_secret
+from core.errors import AmbiguousWriteError, CommandError, ConfigError, FatalError, RetriableError, UpstreamError
+from core.redact import install_logging_filter, redact, redact_url, register_secret
 
 SYSTEM = "bitrix24"
 ENV_NAME = "BITRIX24_WEBHOOK_URL"

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Protocol
 
 import requests
 
-from sync.redact import redact
+from core.redact import redact
 
 
 def _version() -> str:

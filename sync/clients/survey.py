@@ -41,9 +41,9 @@ from sync.clients.common import (
     is_loopback_host,
     parse_retry_after,
 )
-from sync.errors import ConfigError, FatalError, NotFoundError, RetriableError, UpstreamError
-from sync.models import Answer, InvalidRecord, Page, Poll
-from sync.redact import install_logging_filter, redact, redact_url, register_secret
+from core.errors import ConfigError, FatalError, NotFoundError, RetriableError, UpstreamError
+from sync.source.models import Answer, InvalidRecord, Page, Poll
+from core.redact import install_logging_filter, redact, redact_url, register_secret
 
 SYSTEM = "survey"
 MAX_CURSOR_RESTARTS = 5

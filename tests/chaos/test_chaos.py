@@ -19,10 +19,10 @@ import pytest
 
 from sandbox import Sandbox
 from sync.mapping import load_mapping
-from sync.models import Answer
-from sync.normalize import normalize_email
-from sync.plan import ProgrammeResolver
-from sync.plan_models import Programme
+from sync.source.models import Answer
+from sync.plan.normalize import normalize_email
+from sync.plan.build import ProgrammeResolver
+from sync.plan.models import Programme
 from tests.conftest import ROOT, Job, _store
 
 FULL = os.environ.get("CHAOS_FULL") == "1"

@@ -28,8 +28,8 @@ from sync.clients.bitrix24 import (
 )
 from sync.clients.common import NOT_JSON
 from sync.clients.ratelimit import LeakyBucket
-from sync.errors import AmbiguousWriteError, CommandError, ConfigError, FatalError, RetriableError, UpstreamError
-from sync.redact import redact
+from core.errors import AmbiguousWriteError, CommandError, ConfigError, FatalError, RetriableError, UpstreamError
+from core.redact import redact
 from tests.clients.conftest import FIXTURES, FakeClock, MaxJitter, SpySession, load_fixture
 
 SECRET = "k2ix9lshu8v4x2zq"

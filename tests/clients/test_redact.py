@@ -6,7 +6,7 @@ import threading
 
 from pydantic import SecretStr
 
-from sync.redact import MIN_SECRET_LENGTH, forget_secret, redact, redact_url, register_secret
+from core.redact import MIN_SECRET_LENGTH, forget_secret, redact, redact_url, register_secret
 
 SECRET = "q7w8e9r0t1y2u3i4"
 
@@ -95,7 +95,7 @@ def test_registry_is_thread_safe() -> None:
 
 
 def test_logging_filter_redacts_urllib3_debug_lines(caplog) -> None:
-    from sync.redact import install_logging_filter
+    from core.redact import install_logging_filter
 
     install_logging_filter()
     install_logging_filter()  # idempotent

@@ -16,9 +16,9 @@ from pydantic import SecretStr
 from responses import matchers
 
 from sync.clients.survey import SurveyClient, rfc3339
-from sync.errors import ConfigError, FatalError, NotFoundError, RetriableError, UpstreamError
-from sync.models import Answer, Poll
-from sync.redact import redact
+from core.errors import ConfigError, FatalError, NotFoundError, RetriableError, UpstreamError
+from sync.source.models import Answer, Poll
+from core.redact import redact
 from tests.clients.conftest import FakeClock, MaxJitter, SpySession
 
 BASE = "https://surveys.example.edu/api/v1"

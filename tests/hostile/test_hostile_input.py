@@ -29,12 +29,12 @@ import sandbox.survey.dataset as survey_dataset
 from sandbox import Sandbox
 from sandbox.survey.clock import parse_rfc3339, to_us
 from sandbox.survey.dataset import Dataset, PackedAnswer
-from sync.errors import FatalError
-from sync.lookups import fetch_answer_lookups, fetch_contacts, fetch_poll_lookups, fetch_programmes
+from core.errors import FatalError
+from sync.crm.lookups import fetch_answer_lookups, fetch_contacts, fetch_poll_lookups, fetch_programmes
 from sync.mapping import load_mapping
-from sync.normalize import match_key_email
-from sync.plan_models import Command, Programme, Ref
-from sync.push import created_id, push_commands
+from sync.plan.normalize import match_key_email
+from sync.plan.models import Command, Programme, Ref
+from sync.crm.push import created_id, push_commands
 from tests.conftest import ROOT, Job
 
 CORPUS_PATH = Path(__file__).with_name("corpus.json")
@@ -379,8 +379,8 @@ def test_answers_wait_for_a_poll_form_that_failed(job):
 def test_answers_of_an_unreadable_poll_are_still_staged(store_url):
     from storage.db import make_engine, migrate
     from storage.ledger import Ledger
-    from sync.models import Answer, InvalidRecord, Page
-    from sync.pull import pull
+    from sync.source.models import Answer, InvalidRecord, Page
+    from sync.source.pull import pull
 
     class Reader:
         def iter_polls(self, updated_since):

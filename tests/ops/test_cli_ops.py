@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from jobs.cli_ops import ScheduledRun, doctor, schedule
-from sync import exit_codes
+from core import exit_codes
 from sync.settings import load_settings
 from tests.ops.conftest import FIELD_MAPPING
 
@@ -94,7 +94,7 @@ def test_a_scheduled_run_syncs_records_itself_as_schedule_and_rereads_the_mappin
     first = run_once()
     assert first.outcome in ("ok", "needs_attention") and first.bitrix_requests > 0
     mapping.write_text("{}", encoding="utf-8")  # broken between ticks: the next tick says so
-    from sync.errors import ConfigError
+    from core.errors import ConfigError
     with pytest.raises(ConfigError, match="is invalid"):
         run_once()
     write_mapping()

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from sync import exit_codes
+from core import exit_codes
 from sync.doctor import Check, as_json, exit_code_for, format_check, run_checks
 from sync.settings import load_settings
 from tests.ops.conftest import FIELD_MAPPING

@@ -15,8 +15,8 @@ import pytest
 from croniter import croniter
 
 from jobs.scheduler import cron_trigger, make_trigger, run_schedule
-from sync import exit_codes
-from sync.errors import ConfigError, FatalError, LockHeldError, RetriableError, StoreError
+from core import exit_codes
+from core.errors import ConfigError, FatalError, LockHeldError, RetriableError, StoreError
 from sync.run import RunSummary
 from tests.ops.conftest import ROOT
 

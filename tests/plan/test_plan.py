@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from sync.mapping import load_mapping
-from sync.models import Answer, Poll
-from sync.plan import AnswerInput, build_answer_plan, build_poll_plan
-from sync.plan_models import AnswerLookups, CrmContact, CrmUser, PollContext, PollLookups, Programme, Ref
+from sync.source.models import Answer, Poll
+from sync.plan.build import AnswerInput, build_answer_plan, build_poll_plan
+from sync.plan.models import AnswerLookups, CrmContact, CrmUser, PollContext, PollLookups, Programme, Ref
 
 ROOT = Path(__file__).resolve().parents[2]
 PORTAL = json.loads((ROOT / "sandbox" / "portal.json").read_text(encoding="utf-8"))

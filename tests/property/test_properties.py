@@ -24,14 +24,14 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from sync.batching import MAX_BATCH, UnresolvedReference, pack_batches, pack_levels, refs_in, resolve_params
+from sync.crm.batching import MAX_BATCH, UnresolvedReference, pack_batches, pack_levels, refs_in, resolve_params
 from sync.mapping import load_mapping
-from sync.messages import LANGUAGES, PROBLEMS
-from sync.models import Answer, Poll
-from sync.normalize import (clean_text, match_key_email, normalize_email, normalize_phone, normalize_title,
+from sync.report.messages import LANGUAGES, PROBLEMS
+from sync.source.models import Answer, Poll
+from sync.plan.normalize import (clean_text, match_key_email, normalize_email, normalize_phone, normalize_title,
                             phone_digits)
-from sync.plan import AnswerInput, build_answer_plan, build_poll_plan
-from sync.plan_models import (AnswerLookups, Command, CrmContact, CrmUser, PollContext, PollLookups, Programme,
+from sync.plan.build import AnswerInput, build_answer_plan, build_poll_plan
+from sync.plan.models import (AnswerLookups, Command, CrmContact, CrmUser, PollContext, PollLookups, Programme,
                               Ref)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -328,7 +328,7 @@ def test_duplicate_answer_ids_plan_once_with_the_newest_content(raws):
 @example([{"answer_id": 1, "poll_id": 430131691, "created_at": T0.isoformat(), "updated_at": T0.isoformat(),
            "answers": [{"code": "email", "value": "a@example.com"}, {"code": "programs", "value": ["Экономика\x00"]}]}])
 def test_reconciliation_looks_up_every_deal_key_the_planner_may_create(raws):
-    from sync.plan import ProgrammeResolver
+    from sync.plan.build import ProgrammeResolver
     from sync.run import candidate_origin_ids
 
     resolver = ProgrammeResolver(PROGRAMMES, MAPPING.programmes.aliases)

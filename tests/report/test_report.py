@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from sync import messages
-from sync.plan_models import AnswerPlan, Command, ContactPlan, DealPlan, Plan, PollPlan, Problem
-from sync.report import (CSV_COLUMNS, mask_email, mask_name, mask_phone, mask_title, problem_text, render_report,
+from sync.report import messages
+from sync.plan.models import AnswerPlan, Command, ContactPlan, DealPlan, Plan, PollPlan, Problem
+from sync.report.render import (CSV_COLUMNS, mask_email, mask_name, mask_phone, mask_title, problem_text, render_report,
                          write_report, format_summary_line)
 from sync.run import RunSummary
 
@@ -207,9 +207,9 @@ def test_personal_data_masked_in_every_format(summary, fmt):
 def test_planner_output_for_the_sample_answers_leaks_nothing(fmt):
     """The real planner over sandbox/sample_data: real deal titles, real problem params."""
     from sync.mapping import load_mapping
-    from sync.models import Answer
-    from sync.plan import AnswerInput, build_answer_plan
-    from sync.plan_models import AnswerLookups, CrmContact, PollContext, Programme
+    from sync.source.models import Answer
+    from sync.plan.build import AnswerInput, build_answer_plan
+    from sync.plan.models import AnswerLookups, CrmContact, PollContext, Programme
 
     raw = json.loads((ROOT / "sandbox/sample_data/answers.json").read_text(encoding="utf-8"))["answers"]
     programmes = [Programme(id=100 + i, title=t) for i, t in enumerate(
@@ -505,7 +505,7 @@ def test_every_code_the_planner_emits_has_a_text():
     """A new ``Problem(code=...)`` in the sync package fails here until it has its texts."""
     sources = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "sync").rglob("*.py"))
     emitted = set(re.findall(r'Problem\(\s*code="(\w+)"', sources))
-    emitted |= set(re.findall(r'return None, "(\w+)"', (ROOT / "sync/normalize.py").read_text(encoding="utf-8")))
+    emitted |= set(re.findall(r'return None, "(\w+)"', (ROOT / "sync/plan/normalize.py").read_text(encoding="utf-8")))
     assert emitted >= {"unknown_programme", "missing_email", "invalid_record"}
     assert emitted - set(messages.PROBLEMS["en"]) == set()
 

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import StatementError
 
-from storage.clock import utc_now
+from core.clock import utc_now
 from storage.tables import WatermarkRow
 from tests.storage.conftest import answer
 

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import text
 
 from storage.db import default_sqlite_url, make_engine, normalise_url, redact_url
-from sync.errors import StoreError
+from core.errors import StoreError
 
 
 def test_default_sqlite_url():

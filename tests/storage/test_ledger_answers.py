@@ -158,7 +158,7 @@ def test_same_answer_twice_in_one_call_counts_once_and_keeps_the_newest(ledger):
 
 
 def test_stage_accepts_answer_models(ledger):
-    from sync.models import Answer
+    from sync.source.models import Answer
 
     model = Answer.model_validate(answer(5))
     assert stage(ledger, model.model_dump(mode="json")).new == 1

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from storage.db import make_engine, migrate, normalise_url, sqlite_path
 from storage.lock import lock_paths, run_lock
 from storage.tables import LockRow
-from sync.errors import LockHeldError
+from core.errors import LockHeldError
 
 ROOT = Path(__file__).resolve().parents[2]
 

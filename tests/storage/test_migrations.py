@@ -126,7 +126,7 @@ def test_alembic_command_line_works_from_elsewhere(store_url, tmp_path):
 def test_store_from_a_newer_version_is_store_error(bare_engine):
     from sqlalchemy import text
 
-    from sync.errors import StoreError
+    from core.errors import StoreError
 
     migrate(bare_engine)
     with bare_engine.begin() as conn:

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import event
 
 from storage.ledger import Ledger
-from sync.errors import StoreError
+from core.errors import StoreError
 from tests.storage.conftest import T0, answer, poll
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterator, Sequence
 
-from sync.plan_models import Command, Ref
+from sync.plan.models import Command, Ref
 
 MAX_BATCH = 50
 # What the batch would take for a reference: "$" + section + a "[...]" path somewhere in the same word.

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from sync.mapping import FieldMapping
-from sync.models import Answer, Poll
-from sync.normalize import clean_text, normalize_email, normalize_phone, normalize_title, phone_digits
-from sync.plan_models import (AnswerLookups, AnswerPlan, Command, ContactPlan, CrmContact, DealPlan, Plan,
+from sync.source.models import Answer, Poll
+from sync.plan.normalize import clean_text, normalize_email, normalize_phone, normalize_title, phone_digits
+from sync.plan.models import (AnswerLookups, AnswerPlan, Command, ContactPlan, CrmContact, DealPlan, Plan,
                               PollContext, PollLookups, PollPlan, Problem, Programme, Ref)
 
 NAME_MAX = 50          # Bitrix24's NAME / LAST_NAME / SECOND_NAME columns
@@ -373,7 +373,7 @@ class _AnswerPlanner:
                                     params={"value": clean_text(raw_email, max_length=80)[0]}))
         if poll is None:
             problems.append(Problem(code="unknown_poll", severity="attention", params={"poll_id": answer.poll_id}))
-        for part in answer.ignored:  # set aside when the answer was read (sync.models)
+        for part in answer.ignored:  # set aside when the answer was read (sync.source.models)
             problems.append(Problem(code="invalid_value", severity="warning",
                                     params={"question": part.part, "field": f"{part.part}: {part.got}"}))
         chosen = chosen_programmes(answer, q.programmes, problems)

@@ -14,7 +14,7 @@ they are masked too, and free texts (errors, params of unknown problem codes) ar
 scrubbed of anything that looks like an e-mail or a phone number. Secrets are always
 removed with ``redact()``. Every value from the public is escaped for its format.
 
-Texts live in ``sync.messages`` (Russian and English); a problem code this module
+Texts live in ``sync.report.messages`` (Russian and English); a problem code this module
 does not know is shown by its code and params rather than failing the report.
 """
 from __future__ import annotations
@@ -31,9 +31,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from sync.messages import COUNTS, FIELD_NAMES, GENERIC, LABELS, LANGUAGES, PROBLEMS, SEVERITY, ProblemMessage
-from sync.plan_models import AnswerPlan, ContactPlan, Plan, PollPlan, Problem
-from sync.redact import redact
+from sync.report.messages import COUNTS, FIELD_NAMES, GENERIC, LABELS, LANGUAGES, PROBLEMS, SEVERITY, ProblemMessage
+from sync.plan.models import AnswerPlan, ContactPlan, Plan, PollPlan, Problem
+from core.redact import redact
 from sync.run import RunSummary
 
 Format = Literal["md", "html", "json", "csv"]

@@ -1,7 +1,7 @@
 """Reads from Bitrix24 that the planner needs, made in as few ``batch`` calls as possible.
 
 Each function builds its read commands, sends them 50 to a call, and returns plain
-look-up models (``sync.plan_models``). Reads are idempotent, so the client retries them.
+look-up models (``sync.plan.models``). Reads are idempotent, so the client retries them.
 
 Replies are read for their meaning, not their exact shape: rows may come as a list or
 as an object keyed by index or id (PHP ``json_encode``), ``[]`` or null when empty, ids
@@ -16,10 +16,10 @@ from typing import Any, Iterable, Protocol
 
 from loguru import logger
 
-from sync.errors import RetriableError
+from core.errors import RetriableError
 from sync.mapping import FieldMapping
-from sync.normalize import match_key_email
-from sync.plan_models import AnswerLookups, CrmContact, CrmUser, PollLookups, Programme
+from sync.plan.normalize import match_key_email
+from sync.plan.models import AnswerLookups, CrmContact, CrmUser, PollLookups, Programme
 
 FINDBYCOMM_VALUES = 20   # crm.duplicate.findbycomm takes at most 20 values
 LIST_PAGE = 50           # every *.list page holds 50 rows

@@ -15,9 +15,9 @@ from typing import Any, Callable, Literal, Protocol, Sequence
 from loguru import logger
 
 from sync.crashpoints import crash_point
-from sync.batching import UnresolvedReference, pack_levels, refs_in, resolve_params
-from sync.errors import AmbiguousWriteError, RetriableError
-from sync.plan_models import Command, Plan
+from sync.crm.batching import UnresolvedReference, pack_levels, refs_in, resolve_params
+from core.errors import AmbiguousWriteError, RetriableError
+from sync.plan.models import Command, Plan
 
 State = Literal["ok", "failed", "unknown", "skipped"]
 
@@ -62,7 +62,7 @@ def push_commands(client: BatchClient, commands: Sequence[Command], *, batch_siz
                   before_send: Callable[[list[Command]], None] | None = None) -> dict[str, CommandResult]:
     """Send ``commands``; return one result per command name.
 
-    Batches of one level are independent (see ``sync.batching``), so up to
+    Batches of one level are independent (see ``sync.crm.batching``), so up to
     ``concurrency`` of them are in flight at once: the client's leaky bucket keeps the
     pace, and the burst is used instead of idling through each round trip. Results are
     handled (``on_batch``) in this thread, as each batch returns. ``before_send`` is

@@ -16,11 +16,11 @@ from typing import Any, Callable, Sequence
 
 from loguru import logger
 
-from sync.batching import UnresolvedReference, resolve_params
+from sync.crm.batching import UnresolvedReference, resolve_params
 from sync.crashpoints import crash_point
-from sync.errors import AmbiguousWriteError, RetriableError
-from sync.plan_models import Command
-from sync.push import CommandResult, push_commands
+from core.errors import AmbiguousWriteError, RetriableError
+from sync.plan.models import Command
+from sync.crm.push import CommandResult, push_commands
 
 IMPORT_MAX = 20          # crm.item.batchImport takes at most 20 items
 CONTACT_ENTITY_TYPE = 3

@@ -15,8 +15,8 @@ from typing import Any, Callable, Iterable, Protocol
 from loguru import logger
 
 from sync.crashpoints import crash_point
-from sync.errors import NotFoundError
-from sync.models import Answer, InvalidRecord, Page, Poll
+from core.errors import NotFoundError
+from sync.source.models import Answer, InvalidRecord, Page, Poll
 
 POLLS_WATERMARK = "polls"
 
