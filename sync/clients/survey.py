@@ -21,7 +21,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
@@ -34,13 +33,13 @@ from sync.clients.common import (
     ClientPlumbing,
     NOT_JSON,
     USER_AGENT,
-    RetryPolicy,
     decode_json,
     describe_exception,
     header,
     is_loopback_host,
     parse_retry_after,
 )
+from sync.clients.retry import AttemptFailed, GiveUp, RetryPolicy
 from core.errors import ConfigError, FatalError, NotFoundError, RetriableError, UpstreamError
 from sync.source.models import Answer, InvalidRecord, Page, Poll
 from core.redact import install_logging_filter, redact, redact_url, register_secret
@@ -69,15 +68,6 @@ def rfc3339(dt: datetime) -> str:
 
 class _CursorExpired(Exception):
     """The server said ``cursor_expired`` (handled by the pager, never escapes)."""
-
-
-@dataclass
-class _Attempt:
-    """What one attempt came to: a payload, or a reason to retry (and the server's wait hint)."""
-
-    payload: Any = None
-    retry_reason: str | None = None
-    retry_after: float | None = None
 
 
 class SurveyClient(ClientPlumbing):
@@ -109,10 +99,8 @@ class SurveyClient(ClientPlumbing):
         self.timeout = float(timeout)
         self.polls_page_size = int(polls_page_size)
         self.answers_page_size = int(answers_page_size)
-        self._clock = clock
-        self._sleep = sleep
         kwargs: dict[str, Any] = {"max_attempts": max_attempts, "max_wait_s": max_wait_s,
-                                  "base_s": backoff_base_s, "cap_s": backoff_cap_s}
+                                  "base_s": backoff_base_s, "cap_s": backoff_cap_s, "clock": clock, "sleep": sleep}
         if rng is not None:
             kwargs["rng"] = rng
         self.policy = RetryPolicy(**kwargs)
@@ -152,31 +140,36 @@ class SurveyClient(ClientPlumbing):
 
     # -- the request loop -------------------------------------------------------
 
-    def _attempt(self, path: str, params: Mapping[str, Any]) -> _Attempt:
-        """One GET, classified: the table of this client (everything is a read)."""
+    def _attempt(self, path: str, params: Mapping[str, Any]) -> Any:
+        """One GET, classified: the table of this client (everything is a read, so every
+        transient failure raises ``AttemptFailed`` and is retried by the policy)."""
         headers = {"Authorization": f"Bearer {self._token.get_secret_value()}", "Accept": "application/json",
                    "User-Agent": USER_AGENT}
         self._count(requests=1)
+        transport_failure: str | None = None
         try:
             response = self._session.get(f"{self.base_url}{path}", params=dict(params), headers=headers,
                                          timeout=self.timeout, allow_redirects=False)
         except requests.exceptions.Timeout as exc:
             self._count(status="timeout")
-            return _Attempt(retry_reason=describe_exception(exc))
+            transport_failure = describe_exception(exc)
         except requests.RequestException as exc:  # refused, reset, dropped: reads are safe to repeat
             self._count(status="connection_error")
-            return _Attempt(retry_reason=describe_exception(exc))
+            transport_failure = describe_exception(exc)
+        if transport_failure is not None:
+            # Raised outside the ``except``: the requests exception (its text holds the URL) is not chained.
+            raise AttemptFailed(transport_failure)
         status = response.status_code
         self._count(status=str(status))
         payload = decode_json(response)
         error = payload.get("error") if isinstance(payload, dict) else None
         if status == 200:
             if payload is NOT_JSON:
-                return _Attempt(retry_reason="HTTP 200 with a body that is not JSON")
-            return _Attempt(payload=payload)
+                raise AttemptFailed("HTTP 200 with a body that is not JSON")
+            return payload
         retry_after = parse_retry_after(header(response.headers, "Retry-After"))
         if status == 429 or status == 408 or status >= 500:
-            return _Attempt(retry_reason=f"HTTP {status}" + (f" {error}" if error else ""), retry_after=retry_after)
+            raise AttemptFailed(f"HTTP {status}" + (f" {error}" if error else ""), retry_after=retry_after)
         if status == 400 and error == "cursor_expired":
             raise _CursorExpired()
         message = payload.get("message") if isinstance(payload, dict) else None
@@ -200,25 +193,15 @@ class SurveyClient(ClientPlumbing):
                          status=status)
 
     def _get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
-        """GET ``path`` with retries; the decoded JSON body. Raises per the table in ``_attempt``."""
-        started = self._clock()
-        attempt = 0
-        while True:
-            attempt += 1
-            outcome = self._attempt(path, params or {})
-            if outcome.retry_reason is None:
-                return outcome.payload
-            reason = redact(outcome.retry_reason)
-            wait = self.policy.next_wait(attempt, outcome.retry_after)
-            give_up = self.policy.give_up_reason(attempt, self._clock() - started, wait)
-            if give_up:
-                raise RetriableError(f"The survey API failed GET {path}: {reason}; {give_up}. The platform is "
-                                     f"overloaded or unreachable: run again later.", system=SYSTEM,
-                                     code="exhausted", retry_after=outcome.retry_after)
-            logger.warning("survey API GET {}: attempt {}/{} failed: {}; retrying in {:.2f}s",
-                           path, attempt, self.policy.max_attempts, reason, wait)
-            self._count(retries=1, waited_s=wait)
-            self._sleep(wait)
+        """GET ``path`` under the retry policy; the decoded JSON body. Raises per the table in ``_attempt``."""
+
+        def exhausted(give_up: GiveUp) -> RetriableError:
+            return RetriableError(f"The survey API failed GET {path}: {redact(give_up.failure.reason)}; "
+                                  f"{give_up.summary}. The platform is overloaded or unreachable: run again later.",
+                                  system=SYSTEM, code="exhausted", retry_after=give_up.failure.retry_after)
+
+        return self.policy.run(lambda: self._attempt(path, params or {}), what=f"survey API GET {path}",
+                               give_up=exhausted, on_retry=lambda wait: self._count(retries=1, waited_s=wait))
 
     # -- listings ---------------------------------------------------------------
 
