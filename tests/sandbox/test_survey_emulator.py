@@ -286,12 +286,15 @@ def test_next_cursor_is_null_on_the_last_page(emulator, api):
 def test_full_listing_of_a_generated_dataset_sees_every_answer_once():
     with SurveyEmulator(answers=3000, seed=11, rate_limit_per_s=0) as emu, requests.Session() as session:
         session.headers["Authorization"] = f"Bearer {TOKEN}"
+        seen = 0
         for poll in list_all(session, emu, "/polls"):
             served = list_all(session, emu, f"/polls/{poll['poll_id']}/answers", limit=37)
             truth = emu.admin.all_answers(poll["poll_id"])
             assert served == truth
             keys = [(parse_rfc3339(a["updated_at"]), a["answer_id"]) for a in served]
             assert keys == sorted(keys)
+            seen += len(served)
+        assert seen == 3000 + len(json.loads((SAMPLES / "answers.json").read_text(encoding="utf-8"))["answers"])
 
 
 def test_get_one_answer(emulator, api):
@@ -317,10 +320,17 @@ def test_unknown_poll_answers_404(emulator, api):
 
 def test_served_answers_conform_to_the_answer_schema(api):
     validator = openapi_validator("Answer")
+    samples = json.loads((SAMPLES / "answers.json").read_text(encoding="utf-8"))["answers"]
     with SurveyEmulator(answers=400, seed=5, rate_limit_per_s=0) as emu:
-        for poll in list_all(api, emu, "/polls"):
-            for answer in list_all(api, emu, f"/polls/{poll['poll_id']}/answers", limit=500):
-                validator.validate(answer)
+        served = [answer for poll in list_all(api, emu, "/polls")
+                  for answer in list_all(api, emu, f"/polls/{poll['poll_id']}/answers", limit=500)]
+    # An empty listing would validate nothing: every sample and every generated answer must be there.
+    assert len(served) == len(samples) + 400
+    assert {a["answer_id"] for a in samples} <= set(answer_ids(served))
+    for answer in served:
+        validator.validate(answer)
+    # ...and the schema must be able to say no.
+    assert not validator.is_valid({k: v for k, v in served[0].items() if k != "answer_id"})
 
 
 # --- late visibility ---------------------------------------------------------------------
