@@ -1,17 +1,13 @@
-"""Pieces both HTTP clients share: retry pacing, ``Retry-After``, loopback checks, User-Agent.
+"""Pieces both HTTP clients share: ``Retry-After``, loopback checks, body snippets, User-Agent.
 
-The clients differ in *what* they retry (each classifies its own API's failures in
-one function); they agree on *how*: exponential backoff with full jitter, capped by
-attempts and by total time, the server's ``Retry-After`` winning when present.
+How they retry is ``sync.clients.retry``; what they retry is each client's own table.
 """
 from __future__ import annotations
 
 import ipaddress
-import random
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Mapping, Protocol
+from typing import Any, Mapping
 
 import requests
 
@@ -32,50 +28,6 @@ def _version() -> str:
 
 
 USER_AGENT = f"survey-bitrix24-sync/{_version()} python-requests/{requests.__version__}"
-
-
-class _Uniform(Protocol):
-    def uniform(self, a: float, b: float) -> float: ...
-
-
-@dataclass
-class RetryPolicy:
-    """How long to wait before attempt ``n + 1``, and when to stop.
-
-    ``backoff(n)`` is full jitter: uniform in ``[0, min(cap_s, base_s * 2**(n-1))]``
-    (AWS's "full jitter", stamina's default shape). ``rng`` only needs ``uniform``.
-    """
-
-    max_attempts: int = 6
-    max_wait_s: float = 300.0
-    base_s: float = 1.0
-    cap_s: float = 60.0
-    rng: _Uniform = field(default_factory=random.Random)
-
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
-        if self.max_wait_s < 0:
-            raise ValueError(f"max_wait_s must be >= 0, got {self.max_wait_s}")
-
-    def backoff(self, attempt: int) -> float:
-        ceiling = min(self.cap_s, self.base_s * (2 ** max(0, attempt - 1)))
-        return max(0.0, float(self.rng.uniform(0.0, ceiling)))
-
-    def next_wait(self, attempt: int, retry_after: float | None) -> float:
-        """The wait after failed attempt ``attempt``; the server's hint wins."""
-        if retry_after is not None:
-            return max(0.0, float(retry_after))
-        return self.backoff(attempt)
-
-    def give_up_reason(self, attempt: int, elapsed: float, wait: float) -> str | None:
-        """Why not to try again after ``attempt`` failed (None: go on)."""
-        if attempt >= self.max_attempts:
-            return f"gave up after {attempt} attempts"
-        if elapsed + wait > self.max_wait_s:
-            return (f"gave up after {attempt} attempts: waiting {wait:.1f}s more would exceed "
-                    f"the {self.max_wait_s:.0f}s retry budget")
-        return None
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
