@@ -1,0 +1,60 @@
+"""The report as CSV for spreadsheets: one row per (answer, deal) and per (answer, problem).
+
+UTF-8 with a BOM so Excel reads Cyrillic; cells from the public cannot start a formula.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from sync.report.model import ReportView
+
+CSV_COLUMNS: tuple[str, ...] = (
+    "row_type", "answer_id", "poll_id", "respondent", "email", "phone", "answer_status",
+    "contact_action", "contact_id", "deal_action", "deal_id", "programme", "deal_title",
+    "problem_code", "problem_severity", "problem_text",
+)
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    """A spreadsheet-safe cell: text from the public must not start a formula (CSV injection)."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _row(**values: Any) -> list[Any]:
+    return [_cell(values.get(column)) for column in CSV_COLUMNS]
+
+
+def render_csv(v: ReportView) -> str:
+    buffer = io.StringIO()
+    buffer.write("\ufeff")
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    if not v.has_plan:
+        for title, code, severity, n in v.by_code:
+            writer.writerow(_row(row_type="problem_total", problem_code=code, problem_severity=severity,
+                                 problem_text=f"{title}: {n}"))
+        return buffer.getvalue()
+    for a in v.answers:
+        base = dict(answer_id=a.plan.answer_id, poll_id=a.plan.poll_id, respondent=a.respondent, email=a.email,
+                    phone=a.phone, answer_status=a.status, contact_action=a.contact_action, contact_id=a.contact_id)
+        if not a.deals and not a.problems:
+            writer.writerow(_row(row_type="answer", **base))
+        for d in a.deals:
+            writer.writerow(_row(row_type="deal", **base, deal_action=d.action, deal_id=d.deal_id,
+                                 programme=d.programme, deal_title=d.title))
+        for p in a.problems:
+            writer.writerow(_row(row_type="problem", **base, problem_code=p.code, problem_severity=p.severity,
+                                 problem_text=p.text))
+    for poll in v.polls:
+        for p in poll.problems:
+            writer.writerow(_row(row_type="poll_problem", poll_id=poll.plan.poll_id, problem_code=p.code,
+                                 problem_severity=p.severity, problem_text=p.text))
+    return buffer.getvalue()
