@@ -136,7 +136,8 @@ def descriptor(f: Field, *, item: bool, use_original: bool = False) -> dict:
     if f.items is not None:
         d["items"] = [dict(i) for i in f.items]
     if f.dynamic:
-        d.update({"listLabel": f.title, "formLabel": f.title, "filterLabel": f.title, "settings": {}})
+        d.update({"listLabel": f.title, "formLabel": f.title, "filterLabel": f.title,
+                  "settings": dict(f.settings or {})})
     if item:
         d["upperName"] = f.name
         if f.dynamic and not use_original:
@@ -212,11 +213,29 @@ def _internalize_legacy(ctx: Context, schema: Schema, fields: Any, *, update: bo
             if is_array(value) or isinstance(value, str):
                 out[f.name] = value
             continue
+        if f.kind == "boolean" and f.dynamic and ctx.crm.php_booleans:
+            # main's BooleanType stores (value ? 1 : 0): the string "N" is truthy in PHP.
+            out[f.name] = php_truthy(value)
+            continue
         try:
             out[f.name] = internal_value(f, value, ctx.tz)
         except Invalid:
             continue
     return out
+
+
+def _check_required_contact(ctx: Context, data: dict, *, update: bool) -> None:
+    """With ``enforce_required``: ``CCrmContact::CheckFields`` refuses an empty required field
+    (on update only the fields being written). The wording of a real portal is unconfirmed
+    (bitrix24-rest.md §7): this is CRM's ``CRM_ERROR_FIELD_IS_MISSING`` with its ``<br />``."""
+    if not ctx.crm.enforce_required:
+        return
+    for f in ctx.crm.contact_schema.fields:
+        if not f.required or (update and f.name not in data):
+            continue
+        value = data.get(f.name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise RestError("ERROR_CORE", f"Не заполнено обязательное поле \"{f.title}\"<br />", 400)
 
 
 def _check_emails(fields: dict) -> None:
@@ -314,6 +333,7 @@ def contact_add(ctx: Context, params: dict, start: int | None) -> Result:
     if not is_array(fields):
         raise legacy_error("Parameter 'fields' must be array.")
     data = _internalize_legacy(ctx, ctx.crm.contact_schema, fields, update=False)
+    _check_required_contact(ctx, data, update=False)
     _check_emails(data)
     return Result(ctx.crm.add_contact(data, author=ctx.user_id))
 
@@ -329,6 +349,7 @@ def contact_update(ctx: Context, params: dict, start: int | None) -> Result:
     if rid not in ctx.crm.contacts.records:
         raise legacy_error("Contact is not found")
     data = _internalize_legacy(ctx, ctx.crm.contact_schema, fields, update=True)
+    _check_required_contact(ctx, data, update=True)
     _check_emails(data)
     ctx.crm.update_contact(rid, data, author=ctx.user_id)
     return Result(True)
@@ -470,12 +491,22 @@ def item_view(ctx: Context, etid: int, table: Table, rec: dict, *, use_original:
     return out
 
 
-def _item_internalize(ctx: Context, etid: int, table: Table, fields: Any, *, update: bool) -> tuple[dict, dict]:
-    """(internal values by legacy name, multi-field changes) from crm.item camel/UF fields."""
+def _item_internalize(ctx: Context, etid: int, table: Table, fields: Any, *, update: bool,
+                      batch_import: bool = False) -> tuple[dict, dict]:
+    """(internal values by legacy name, multi-field changes) from crm.item camel/UF fields.
+
+    ``batch_import``: ``crm.item.batchImport`` takes multi-fields as documented there --
+    ``EMAIL``/``PHONE``/... lists of ``{VALUE, VALUE_TYPE}`` -- and ignores ``fm`` (review
+    issue 11: an import with ``fm`` gave contacts without e-mail on the real portal)."""
     out: dict[str, Any] = {}
     multi: dict[str, list[dict]] = {}
     for key, value in items_of(fields):
         key = str(key)
+        if etid == CONTACT_ENTITY_TYPE_ID and batch_import:
+            if key in MULTI_FIELD_TYPES:
+                multi.setdefault(key, []).extend(e for e in _multi_entries(value))
+            if key == "fm" or key in MULTI_FIELD_TYPES:
+                continue
         if etid == CONTACT_ENTITY_TYPE_ID and key == "fm":
             for mkey, entry in items_of(value):
                 if not isinstance(entry, dict):
@@ -502,6 +533,14 @@ def _item_internalize(ctx: Context, etid: int, table: Table, fields: Any, *, upd
     return out, multi
 
 
+def _multi_entries(value: Any) -> list[dict]:
+    """Legacy multi-field entries (``{VALUE, VALUE_TYPE}``); a bare string is one value."""
+    if isinstance(value, str):
+        return [{"VALUE": value}]
+    return [{"VALUE": e.get("VALUE"), "VALUE_TYPE": e.get("VALUE_TYPE")} for e in values_of(value)
+            if isinstance(e, dict)]
+
+
 def _check_required(table: Table, data: dict, *, update: bool) -> None:
     for f in table.schema.fields:
         if not f.required:
@@ -513,9 +552,11 @@ def _check_required(table: Table, data: dict, *, update: bool) -> None:
             raise RestError("CRM_FIELD_ERROR_REQUIRED", f"The field \"{f.title}\" is required.")
 
 
-def _item_add(ctx: Context, etid: int, table: Table, fields: Any) -> int:
-    data, multi = _item_internalize(ctx, etid, table, fields, update=False)
+def _item_add(ctx: Context, etid: int, table: Table, fields: Any, *, batch_import: bool = False) -> int:
+    data, multi = _item_internalize(ctx, etid, table, fields, update=False, batch_import=batch_import)
     if etid == CONTACT_ENTITY_TYPE_ID:
+        if ctx.crm.enforce_required:
+            _check_required(table, data, update=False)
         data.update({t: entries for t, entries in multi.items()})
         _check_emails(data)
         return ctx.crm.add_contact(data, author=ctx.user_id)
@@ -636,7 +677,7 @@ def item_batch_import(ctx: Context, params: dict, start: int | None) -> Result:
     out = []
     for fields in entries:
         try:
-            rid = _item_add(ctx, etid, table, fields if is_array(fields) else {})
+            rid = _item_add(ctx, etid, table, fields if is_array(fields) else {}, batch_import=True)
             out.append({"item": {"id": rid}})
         except RestError as err:
             out.append({"error": err.code, "error_description": err.description})
@@ -684,7 +725,7 @@ def status_rows(crm: CRM) -> list[dict]:
                "COLOR": None, "SEMANTICS": None}
         if stage:
             code = status.split(":")[-1]
-            semantics = "S" if code == "WON" else "F" if code == "LOSE" else None
+            semantics = {"S": "S", "F": "F"}.get(crm.semantics_of(status))
             color = _STAGE_COLORS.get(code, "#39A8EF")
             row.update({"COLOR": color, "SEMANTICS": semantics,
                         "EXTRA": {"SEMANTICS": {"S": "success", "F": "failure"}.get(semantics or "", "process"),
@@ -814,3 +855,7 @@ def scope(ctx: Context, params: dict, start: int | None) -> Result:
 @method("app.info", "")
 def app_info(ctx: Context, params: dict, start: int | None) -> Result:
     return Result({"SCOPE": list(ctx.scopes), "LICENSE": ctx.license})
+
+
+# lists.* and crm.timeline.comment.* live in their own modules; importing them registers them.
+from . import lists_methods, timeline_methods  # noqa: E402,F401

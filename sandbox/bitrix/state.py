@@ -28,20 +28,29 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from .lists import ListStore
 from .params import php_intval, php_truthy
+from .timeline import TimelineStore
 
 DEFAULT_PORTAL_PATH = Path(__file__).resolve().parent.parent / "portal.json"
+REAL_PORTAL_PATH = Path(__file__).resolve().parent.parent / "real-portal.json"
+# Names accepted wherever a portal file is expected: the smart-process portal the project
+# was first built for, and the admissions office's real portal (universal lists).
+PORTAL_NAMES = {"smart": DEFAULT_PORTAL_PATH, "real": REAL_PORTAL_PATH}
 MULTI_FIELD_TYPES = ("PHONE", "EMAIL", "WEB", "IM", "LINK")
 MULTI_FIELD_VALUE_MAX = 250
 
 INT_TYPES = {"integer", "user", "crm_contact", "crm_company", "crm_category", "crm_entity", "crm_lead",
-             "crm_quote", "enumeration", "crm_deal"}
+             "crm_quote", "enumeration", "crm_deal", "iblock_element"}
 
 CONTACT_ENTITY_TYPE_ID = 3
 DEAL_ENTITY_TYPE_ID = 2
 
 
 def load_portal(path: str | Path | None = None) -> dict:
+    """A portal description from a file path or one of :data:`PORTAL_NAMES` (default ``"smart"``)."""
+    if isinstance(path, str) and path in PORTAL_NAMES:
+        path = PORTAL_NAMES[path]
     with open(path or DEFAULT_PORTAL_PATH, encoding="utf-8") as fh:
         return json.load(fh)
 
@@ -90,6 +99,7 @@ class Field:
     camel: str = ""
     in_star: bool = True           # selected by "*" in legacy lists
     filterable: bool = True
+    settings: dict | None = None   # user-field settings, e.g. {"IBLOCK_ID": 18} for iblock_element
 
     def __post_init__(self) -> None:
         if not self.camel:
@@ -207,13 +217,20 @@ def contact_standard_fields() -> list[Field]:
     return fields
 
 
+def _enum_items(items: Any) -> list[dict] | None:
+    """Enumeration items as ``[{"ID", "VALUE"}]`` from that list form or an ``{id: value}`` map."""
+    if isinstance(items, dict):
+        return [{"ID": str(k), "VALUE": v} for k, v in items.items()] or None
+    return [{"ID": str(i["ID"]), "VALUE": i["VALUE"]} for i in items or []] or None
+
+
 def _user_fields(spec: dict) -> list[Field]:
     out = []
     for name, uf in (spec or {}).items():
-        items = [{"ID": str(i["ID"]), "VALUE": i["VALUE"]} for i in uf.get("items", [])] or None
         out.append(Field(name=name, type=uf.get("type", "string"), title=uf.get("title", name),
-                         required=bool(uf.get("isRequired", False)), multiple=bool(uf.get("isMultiple", False)),
-                         dynamic=True, items=items))
+                         required=bool(uf.get("isRequired", False)),
+                         multiple=bool(uf.get("isMultiple", uf.get("multiple", False))),
+                         dynamic=True, items=_enum_items(uf.get("items")), settings=uf.get("settings")))
     return out
 
 
@@ -650,24 +667,56 @@ class Page:
 class CRM:
     """All CRM state of one portal; every public method expects the caller to hold ``lock``."""
 
-    def __init__(self, portal: dict, *, clock: Callable[[], float], tz: timezone, caller_id: int) -> None:
+    def __init__(self, portal: dict | str | Path, *, clock: Callable[[], float], tz: timezone, caller_id: int,
+                 enforce_required: bool = False, php_booleans: bool | None = None) -> None:
+        """``portal``: a description, a path to one, or a name from :data:`PORTAL_NAMES`.
+
+        ``enforce_required``: ``crm.contact.add``/``update`` refuse a contact missing a field the
+        portal flags required (real-portal.md: whether the real REST add enforces it is
+        unconfirmed, so a test switches it on to see the job cope). ``php_booleans``: legacy
+        ``crm.deal.*``/``crm.contact.*`` store boolean user fields as PHP's ``value ? 1 : 0``, so
+        the string ``"N"`` is stored as yes (bitrix24-rest.md §10); default on for a portal with
+        universal lists (the real one), off for the smart-process portal, whose tests and mapping
+        were written against the Y/N reading.
+        """
+        if not isinstance(portal, dict):
+            portal = load_portal(portal)
         self.lock = threading.RLock()
         self.portal = portal
+        self.enforce_required = enforce_required
+        self.php_booleans = ("lists" in portal) if php_booleans is None else php_booleans
         self.clock = clock
         self.tz = tz
         self.caller_id = caller_id
         self.default_responsible = int(portal.get("default_responsible_user_id") or caller_id)
         deal = portal.get("deal", {})
         self.categories = [{"ID": str(c["ID"]), "NAME": c["NAME"]} for c in deal.get("categories", [{"ID": "0", "NAME": "Общая"}])]
-        self.stages: dict[int, list[str]] = {int(k): list(v) for k, v in deal.get("stages", {"0": ["NEW"]}).items()}
+        # Stages are plain ids (semantics from the WON/LOSE suffix) or {"STATUS_ID", "SEMANTICS"}.
+        self.stages: dict[int, list[str]] = {}
+        self.stage_semantics: dict[str, str] = {}
+        for cat, stages in deal.get("stages", {"0": ["NEW"]}).items():
+            ids = []
+            for st in stages:
+                if isinstance(st, dict):
+                    ids.append(str(st["STATUS_ID"]))
+                    if st.get("SEMANTICS"):
+                        self.stage_semantics[str(st["STATUS_ID"])] = str(st["SEMANTICS"]).upper()
+                else:
+                    ids.append(str(st))
+            self.stages[int(cat)] = ids
         self.sources: list[str] = list(deal.get("sources", ["WEB"]))
         self.users: list[dict] = [dict(u) for u in portal.get("users", [])]
-        self.contact_schema = Schema(CONTACT_ENTITY_TYPE_ID,
-                                     contact_standard_fields() + _user_fields(portal.get("contact", {}).get("user_fields")),
-                                     indexed=("ORIGIN_ID", "ORIGINATOR_ID"))
-        self.deal_schema = Schema(DEAL_ENTITY_TYPE_ID,
-                                  deal_standard_fields(deal.get("relations", [])) + _user_fields(deal.get("user_fields")),
-                                  indexed=("ORIGIN_ID", "ORIGINATOR_ID", "CONTACT_ID", "UF_CRM_ANSWER_ID"))
+        contact_fields = contact_standard_fields() + _user_fields(portal.get("contact", {}).get("user_fields"))
+        required = set(portal.get("contact", {}).get("required_fields", []))
+        for f in contact_fields:
+            if f.name in required:
+                f.required = True
+        self.contact_schema = Schema(CONTACT_ENTITY_TYPE_ID, contact_fields, indexed=("ORIGIN_ID", "ORIGINATOR_ID"))
+        deal_ufs = _user_fields(deal.get("user_fields"))
+        # The deal's programme link is looked up per contact and programme: index it like the answer id.
+        links = tuple(f.name for f in deal_ufs if f.type == "iblock_element")
+        self.deal_schema = Schema(DEAL_ENTITY_TYPE_ID, deal_standard_fields(deal.get("relations", [])) + deal_ufs,
+                                  indexed=("ORIGIN_ID", "ORIGINATOR_ID", "CONTACT_ID", "UF_CRM_ANSWER_ID") + links)
         self.smart_processes: dict[int, SmartProcess] = {
             int(sp["entityTypeId"]): _smart_process(sp) for sp in portal.get("smart_processes", [])}
         self._templates: dict[tuple[int, int], tuple[dict, list[str]]] = {}
@@ -702,14 +751,47 @@ class CRM:
         self.next_deal_id = 1
         self.next_multi_id = 1
         self.next_item_id: dict[int, int] = {etid: 1 for etid in self.smart_processes}
+        self.lists = ListStore(self.portal.get("lists", []), now=self.now, caller_id=self.caller_id)
+        self.timeline = TimelineStore(now=self.now)
         for c in self.portal.get("existing_contacts", []):
             self.add_contact(dict(c))
+        for d in self.portal.get("existing_deals", []):
+            self.add_deal(self._seed_fields(self.deal_schema, d))
         for etid, sp_spec in ((int(sp["entityTypeId"]), sp) for sp in self.portal.get("smart_processes", [])):
             for item in sp_spec.get("items", []):
                 self.add_item(etid, dict(item))
 
     def now(self) -> float:
         return self.clock()
+
+    def _seed_fields(self, schema: Schema, row: dict) -> dict:
+        """A seeded record's legacy fields in internal form (unknown or invalid values dropped)."""
+        out: dict[str, Any] = {}
+        for key, value in row.items():
+            f = schema.by_name.get(key)
+            if f is None:
+                continue
+            if f.kind == "multi" or key == "ID":
+                out[key] = value
+                continue
+            try:
+                out[key] = internal_value(f, value, self.tz)
+            except Invalid:
+                continue
+        return out
+
+    # ---- plain views for tests (take the lock themselves) ----
+
+    def dump_list_elements(self, iblock_id: int) -> list[dict]:
+        """Elements of universal list ``iblock_id``: ``{"ID", "NAME", "CODE", ..., "PROPERTY_<id>": [values]}``."""
+        with self.lock:
+            return self.lists.dump(self.lists.lists[int(iblock_id)])
+
+    def dump_timeline_comments(self, entity_type: str | None = None, entity_id: int | None = None) -> list[dict]:
+        """Timeline comments (of one record when given), oldest first, ``CREATED`` as ISO-8601."""
+        with self.lock:
+            return [dict(c, CREATED=iso(c["CREATED"], self.tz))
+                    for c in self.timeline.of(entity_type, int(entity_id) if entity_id is not None else None)]
 
     # ---- users / statuses ----
 
@@ -908,9 +990,14 @@ class CRM:
             rec["CONTACT_IDS"] = [cid] if cid else []
             rec["CONTACT_ID"] = cid or None
 
+    def semantics_of(self, stage: str) -> str:
+        """``P`` (in progress), ``S`` (won) or ``F`` (lost): as the portal declares, else by suffix."""
+        if stage in self.stage_semantics:
+            return self.stage_semantics[stage]
+        return "S" if stage.endswith("WON") else "F" if stage.endswith("LOSE") else "P"
+
     def _stage_semantics(self, rec: dict) -> None:
-        stage = str(rec.get("STAGE_ID") or "")
-        semantic = "S" if stage.endswith("WON") else "F" if stage.endswith("LOSE") else "P"
+        semantic = self.semantics_of(str(rec.get("STAGE_ID") or ""))
         rec["STAGE_SEMANTIC_ID"] = semantic
         rec["CLOSED"] = "N" if semantic == "P" else "Y"
 
