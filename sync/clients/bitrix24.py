@@ -323,11 +323,10 @@ class Bitrix24Client(ClientPlumbing):
             up = failure.code.upper()
             if up in _RATE_REFUSALS:
                 self._count(rejected_by_rate_limit=1)
-            if up == "OPERATION_TIME_LIMIT" and method != "batch":
-                self.pacer.note_blocked(method)
             self._raise_unless_retriable(failure, what, idempotent, scopes)
             hint = failure.retry_after  # Retry-After first: the most explicit thing the server said
-            if hint is None and up == "OPERATION_TIME_LIMIT":
+            if hint is None and up == "OPERATION_TIME_LIMIT" and method != "batch":
+                self.pacer.note_blocked(method)
                 hint = self.pacer.reset_wait(method)
             raise AttemptFailed(failure.reason, retry_after=hint, detail=failure)
 
