@@ -23,6 +23,10 @@ Everything that can go wrong on the wire is decided in ONE place, ``classify()``
     4xx that is not JSON (not a Bitrix24 reply)     FATAL
     any other error envelope ("" "Not found", ...)  COMMAND    CommandError(code, description)
 
+The wait before a RETRY is the retry policy's (``sync.clients.retry``): ``Retry-After``
+if sent, else for OPERATION_TIME_LIMIT the method's last reported ``operating_reset_at``
+(``bitrix24_pacing``), else jittered backoff.
+
 Inside a ``batch`` each failing command gets a disposition from the same code sets
 (``command_disposition``). Messages never hold the webhook secret.
 """
