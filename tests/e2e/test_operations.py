@@ -109,7 +109,10 @@ def test_no_secret_appears_in_anything_a_run_wrote(sandbox, tmp_path):
         done = cli(dict(env, SURVEY_API_TOKEN="wrong-token-1234"), "sync")
         assert done.returncode == 3
         written += [done.stdout, done.stderr]
-        written += [cli(env, "status", "--json").stdout, cli(env, "doctor").stdout]
+        status, doctor = cli(env, "status", "--json"), cli(env, "doctor")
+        assert status.returncode == 0, status.stderr
+        assert doctor.returncode == 0, doctor.stdout + doctor.stderr  # every check ran and passed
+        written += [status.stdout, status.stderr, doctor.stdout, doctor.stderr]
     for path in tmp_path.rglob("*"):
         if path.is_file():
             written.append(path.read_bytes().decode("utf-8", "replace"))
