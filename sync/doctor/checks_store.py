@@ -1,0 +1,40 @@
+"""The store check: DATABASE_URL answers and is migrated to the code's revision (nothing is created)."""
+from __future__ import annotations
+
+from typing import Any
+
+from core.errors import StoreError
+from sync.doctor.checklist import SYSTEM, Checklist, one_line
+
+
+def store_check(ck: Checklist, settings: Any) -> None:
+    """The store answers and is at the code's schema revision; a missing SQLite file is not created."""
+    name = "store"
+    try:
+        from storage.db import make_engine, normalise_url, redact_url, schema_status, sqlite_path
+        url = normalise_url(settings.database_url)
+        shown = redact_url(url)
+        if url.get_backend_name() == "sqlite":
+            path = sqlite_path(url)
+            if path is not None and not path.exists():
+                ck.fail(name, f"no store yet at {path}",
+                        "the first run creates and migrates it (python cli.py sync), or `python cli.py status` "
+                        "does now; if one should exist, check DATABASE_URL and the working directory", SYSTEM)
+                return
+        engine = make_engine(settings.database_url)
+        try:
+            current, head = schema_status(engine)
+        finally:
+            engine.dispose()
+    except StoreError as exc:
+        ck.fail(name, one_line(exc), "check DATABASE_URL and that the database server is up", SYSTEM)
+        return
+    if current is None:
+        ck.fail(name, f"{shown} answers but is not migrated (no schema yet; the code is at {head})",
+                "run `python cli.py status` (it migrates), or any sync: runs migrate at start", SYSTEM)
+    elif current != head:
+        ck.fail(name, f"{shown} is at schema revision {current}, the code expects {head}",
+                "run `python cli.py status` to migrate it; if the store is newer than the code, deploy the newer "
+                "code", SYSTEM)
+    else:
+        ck.ok(name, f"{shown} answers, schema at revision {current}")
