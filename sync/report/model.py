@@ -23,6 +23,8 @@ SEVERITY_RANK = {"attention": 0, "warning": 1, "info": 2}
 
 @dataclass(slots=True)
 class ProblemView:
+    """One problem as shown: its text translated, its params masked when asked."""
+
     code: str
     severity: str
     text: str
@@ -31,6 +33,8 @@ class ProblemView:
 
 @dataclass(slots=True)
 class DealView:
+    """One deal of an answer: what the run does with it and the title as shown."""
+
     action: str
     label: str
     deal_id: int | None
@@ -40,6 +44,8 @@ class DealView:
 
 @dataclass(slots=True)
 class AnswerView:
+    """One answer row: the respondent as shown, the contact, deals, problems and status."""
+
     plan: AnswerPlan
     respondent: str
     email: str
@@ -55,6 +61,8 @@ class AnswerView:
 
 @dataclass(slots=True)
 class PollView:
+    """One poll form row: what the run does with it and its problems."""
+
     plan: PollPlan
     label: str
     problems: list[ProblemView]
@@ -62,6 +70,8 @@ class PollView:
 
 @dataclass
 class ProblemGroup:
+    """Every occurrence of one problem code, with the advice shown once for all of them."""
+
     code: str
     severity: str
     title: str
@@ -73,6 +83,8 @@ class ProblemGroup:
 
 @dataclass
 class ReportView:
+    """Everything a renderer needs, already masked and translated."""
+
     summary: RunSummary
     language: str
     masked: bool
@@ -96,6 +108,8 @@ def _severity_of(code: str) -> str:
 
 
 class ViewBuilder:
+    """Builds a ``ReportView``, grouping problems by code as it goes."""
+
     def __init__(self, summary: RunSummary, language: str, show_personal_data: bool) -> None:
         check_language(language)
         self.summary = summary
@@ -109,13 +123,13 @@ class ViewBuilder:
         if found is None:
             message = problem_message(code, self.language)
             found = self.groups[code] = ProblemGroup(code=code, severity=severity, title=message.title,
-                                               advice=message.advice)
+                                                     advice=message.advice)
         return found
 
     def problem(self, problem: Problem) -> ProblemView:
         params = mask_params(problem) if self.masked else dict(problem.params)
-        return ProblemView(code=problem.code, severity=problem.severity, text=fill_text(problem.code, params, self.language),
-                     params=params)
+        return ProblemView(code=problem.code, severity=problem.severity,
+                           text=fill_text(problem.code, params, self.language), params=params)
 
     def answer(self, plan: AnswerPlan, contact: ContactPlan | None) -> AnswerView:
         labels = self.labels
@@ -140,7 +154,7 @@ class ViewBuilder:
             title = mask_title(d.title, plan.display_name) if self.masked else d.title
             label = labels.get(f"deal_{d.action}", d.action).format(deal_id=d.deal_id)
             deals.append(DealView(action=d.action, label=label, deal_id=d.deal_id,
-                               programme=d.programme_title or labels["no_programme"], title=title))
+                                  programme=d.programme_title or labels["no_programme"], title=title))
         severities = {p.severity for p in plan.problems}
         status = "attention" if "attention" in severities else "warning" if "warning" in severities else "ready"
         status_label = labels[f"status_{status}"]
@@ -155,8 +169,8 @@ class ViewBuilder:
             else:
                 status_label = outcome_label if status == "ready" else f"{outcome_label}; {status_label}"
         return AnswerView(plan=plan, respondent=respondent, email=email, phone=phone, contact_action=contact_action,
-                       contact_id=contact_id, contact_label=contact_label, deals=deals, problems=problems,
-                       status=status, status_label=status_label)
+                          contact_id=contact_id, contact_label=contact_label, deals=deals, problems=problems,
+                          status=status, status_label=status_label)
 
     def poll(self, plan: PollPlan) -> PollView:
         problems = [self.problem(p) for p in plan.problems]
@@ -205,8 +219,8 @@ class ViewBuilder:
         requests = [(labels["bitrix_requests"], s.bitrix_requests), (labels["bitrix_retries"], s.bitrix_retries),
                     (labels["survey_requests"], s.survey_requests)]
         return ReportView(summary=s, language=lang, masked=self.masked, labels=labels, totals=totals, counts=counts,
-                     by_code=by_code, requests=requests, groups=groups, polls=polls, answers=answers,
-                     contacts=contacts)
+                          by_code=by_code, requests=requests, groups=groups, polls=polls, answers=answers,
+                          contacts=contacts)
 
 
 def build_view(summary: RunSummary, language: str, show_personal_data: bool) -> ReportView:
