@@ -101,7 +101,6 @@ class Bitrix24Stats(BaseModel):
     slowest_batch_s: float = 0.0
 
 
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, (datetime, date)):
         return value.isoformat()
