@@ -1,0 +1,75 @@
+"""Run the intake under uvicorn: bind, say where, serve until SIGTERM, finish what is in flight.
+
+The socket is bound (and listening) before the one stdout line is printed, so a
+caller that reads the line — a test, a supervisor — can connect at once, also when
+it asked for port 0. uvicorn handles SIGTERM/SIGINT itself: it stops accepting,
+lets the requests in flight finish (each stores its packet, then replies) and returns.
+"""
+from __future__ import annotations
+
+import socket
+import sys
+from typing import Any, TextIO
+
+import uvicorn
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from storage.db import make_engine, migrate
+
+# Requests still running after SIGTERM get this long to finish before uvicorn gives up on them.
+GRACEFUL_S = 20
+
+
+def make_intake_engine(database_url: str) -> Engine:
+    """The store, migrated; SQLite commits wait for the disk (``synchronous=FULL``).
+
+    The job's own NORMAL is safe for it because it can re-read from its source; the
+    intake cannot: once it said "stored", the portal forgets the packet.
+    """
+    engine = make_engine(database_url)
+    if engine.dialect.name == "sqlite":
+        @event.listens_for(engine, "connect")
+        def _durable(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("PRAGMA synchronous = FULL")
+            finally:
+                cursor.close()
+        engine.dispose()  # connections opened by the check above predate the hook
+    migrate(engine)
+    return engine
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (port 0: a free one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def listening_url(sock: socket.socket, base_path: str) -> str:
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}{base_path}"
+
+
+def serve(app: Any, sock: socket.socket, *, out: TextIO = sys.stdout, base_path: str = "") -> None:
+    """Serve ``app`` on ``sock`` until SIGTERM/SIGINT; print the one ``intake listening on …`` line first."""
+    config = uvicorn.Config(
+        app, log_config=None, access_log=False,  # our own log lines, with the token redacted
+        proxy_headers=False,  # X-Forwarded-For is believed only from INTAKE_TRUSTED_PROXIES, by the app
+        server_header=False, timeout_graceful_shutdown=GRACEFUL_S, lifespan="off", log_level="warning")
+    server = uvicorn.Server(config)
+    out.write(f"intake listening on {listening_url(sock, base_path)}\n")
+    out.flush()
+    try:
+        server.run(sockets=[sock])
+    finally:
+        writer = getattr(getattr(getattr(app, "state", None), "intake", None), "writer", None)
+        if writer is not None:
+            writer.close()  # uvicorn has let the requests in flight finish: their packets are committed
