@@ -13,19 +13,21 @@ from types import SimpleNamespace
 
 import pytest
 from croniter import croniter
+from loguru import logger
 
+from jobs.health import utc_now
 from jobs.scheduler import cron_trigger, make_trigger, run_schedule
 from core import exit_codes
 from core.errors import ConfigError, FatalError, LockHeldError, RetriableError, StoreError
-from sync.run import RunSummary
 from tests.ops.conftest import ROOT
 
 WATCHDOG_S = 8.0
 pytestmark = pytest.mark.timeout(60)
 
 
-def summary(outcome: str = "ok") -> RunSummary:
-    return RunSummary(run_id=f"run-{time.monotonic_ns()}", started_at=datetime.now(timezone.utc), outcome=outcome)
+def summary(outcome: str = "ok") -> SimpleNamespace:
+    """What the scheduler reads of a run's summary (its outcome and run id), without the sync package."""
+    return SimpleNamespace(run_id=f"run-{time.monotonic_ns()}", outcome=outcome)
 
 
 def schedule(run_once, stop: threading.Event, tmp_path, **kwargs) -> int:
@@ -43,38 +45,67 @@ def heartbeat(tmp_path) -> dict:
     return json.loads((tmp_path / "heartbeat.json").read_text(encoding="utf-8"))
 
 
-def test_first_run_is_immediate_then_every_interval(tmp_path):
-    stop = threading.Event()
-    started = time.monotonic()
-    calls: list[float] = []
+def test_the_first_run_starts_at_once_not_after_the_first_interval(tmp_path):
+    """With an hour between ticks, a run before the watchdog (8 s) can only be the immediate first one."""
+    stop, ran = threading.Event(), threading.Event()
 
     def run_once():
-        calls.append(time.monotonic() - started)
-        if len(calls) == 2:
+        ran.set()
+        stop.set()
+        return summary()
+
+    assert schedule(run_once, stop, tmp_path, every_s=3600) == 0
+    assert ran.is_set(), "no run within the watchdog's time: the first run waits for the first tick"
+    beat = heartbeat(tmp_path)
+    assert beat["state"] == "stopped" and beat["last_outcome"] == "ok" and beat["schedule"] == "every 3600 s"
+
+
+def test_the_interval_trigger_fires_every_n_seconds():
+    trigger, description, interval_s, _ = make_trigger(every_s=90, timezone=timezone.utc)
+    moment = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+    fires = [trigger.get_next_fire_time(None, moment)]
+    for _ in range(4):
+        fires.append(trigger.get_next_fire_time(fires[-1], fires[-1] + timedelta(microseconds=1)))
+    assert [b - a for a, b in zip(fires, fires[1:])] == [timedelta(seconds=90)] * 4
+    assert (description, interval_s) == ("every 90 s", 90.0)
+
+
+def test_the_next_run_comes_and_not_before_the_tick_the_heartbeat_announced(tmp_path):
+    stop = threading.Event()
+    seen: list[tuple[datetime, str | None]] = []
+
+    def run_once():
+        # The heartbeat still holds what the previous run announced as the next tick.
+        seen.append((utc_now(), heartbeat(tmp_path).get("next_run_at")))
+        if len(seen) == 2:
             stop.set()
         return summary()
 
     assert schedule(run_once, stop, tmp_path, every_s=1) == 0
-    assert len(calls) == 2
-    assert calls[0] < 0.5
-    assert 0.8 <= calls[1] - calls[0] <= 1.6
+    assert len(seen) == 2, "the second tick never came"
+    second_started, announced = seen[1]
+    assert announced is not None
+    assert second_started >= datetime.fromisoformat(announced.replace("Z", "+00:00"))
     beat = heartbeat(tmp_path)
-    assert beat["state"] == "stopped" and beat["last_outcome"] == "ok" and beat["schedule"] == "every 1 s"
+    assert beat["schedule"] == "every 1 s" and beat["interval_s"] == 1 and beat["last_outcome"] == "ok"
 
 
-def test_a_slow_run_is_never_overlapped(tmp_path, logs):
-    stop = threading.Event()
+def test_a_slow_run_is_never_overlapped(tmp_path):
+    """The first run holds on until the scheduler has skipped a tick because of it; no sleeping."""
+    stop, skipped = threading.Event(), threading.Event()
     active, most, calls = [0], [0], []
     lock = threading.Lock()
+    sink = logger.add(lambda m: skipped.set() if "skipped: the previous run is still going" in m else None,
+                      level="DEBUG")
 
     def run_once():
         with lock:
             active[0] += 1
             most[0] = max(most[0], active[0])
-            calls.append(time.monotonic())
+            calls.append(1)
         try:
             if len(calls) == 1:
-                time.sleep(1.5)  # spans the tick at +1 s
+                skipped.wait(WATCHDOG_S / 2)  # at least one tick comes meanwhile
             else:
                 stop.set()
             return summary()
@@ -82,10 +113,13 @@ def test_a_slow_run_is_never_overlapped(tmp_path, logs):
             with lock:
                 active[0] -= 1
 
-    assert schedule(run_once, stop, tmp_path, every_s=1) == 0
+    try:
+        assert schedule(run_once, stop, tmp_path, every_s=1) == 0
+    finally:
+        logger.remove(sink)
+    assert skipped.is_set(), "no tick was skipped while the first run was going"
     assert most[0] == 1
-    assert len(calls) == 2 and calls[1] - calls[0] >= 1.5
-    assert any("skipped: the previous run is still going" in message for _, message in logs)
+    assert len(calls) == 2
 
 
 def test_failing_runs_are_logged_and_the_schedule_goes_on(tmp_path, logs):
