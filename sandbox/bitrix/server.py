@@ -10,8 +10,13 @@ order the real server applies its checks (bitrix24-rest.md §1-§3):
 4. auth: ``require_https`` -> 400 ``INVALID_REQUEST``; wrong user/secret -> ``INVALID_CREDENTIALS``
    (401 by default, configurable); method outside the webhook scopes -> 403 ``insufficient_scope``;
 5. operating limit of the method -> 429 ``OPERATION_TIME_LIMIT``;
-6. the method, under the CRM lock; its time is added to the method's operating time;
-7. the envelope ``{result, total?, next?, time}`` or ``{error, error_description}``.
+6. the method, under the CRM lock; its cost (:class:`~.limits.OperatingCosts`: a fixed
+   cost per method or the measured time) is added to the method's operating time;
+7. the envelope ``{result, total?, next?, time}`` or ``{error, error_description}``;
+8. the server time-out (``request_timeout_s``, the cloud's 60 s): a request still running
+   past it is answered with a gateway's HTML 504 (or a dropped connection) instead of its
+   envelope. What ran before the cut stays done: a ``batch`` stops before its next command,
+   its earlier commands' writes are kept -- the client sees an unknown outcome.
 
 Fault kinds (:data:`FAULT_KINDS`), drawn per request with the top-level method as
 ``method`` (scripts can target e.g. ``{"kind": "drop_after", "method": "batch"}``):
@@ -30,6 +35,7 @@ Fault kinds (:data:`FAULT_KINDS`), drawn per request with the top-level method a
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import json
 import re
@@ -47,7 +53,7 @@ from sandbox.faults import FaultInjector
 from sandbox.httpbase import LoopbackServer, drop_connection
 
 from .batch import run_batch
-from .limits import LeakyBucket, OperatingLimiter
+from .limits import LeakyBucket, OperatingCosts, OperatingLimiter, profile as plan_profile
 from .methods import REGISTRY, Context, RestError, Result
 from .params import php_intval, request_params
 from .state import CRM, Invalid, internal_value, iso, load_portal
@@ -85,28 +91,71 @@ def _error_reply(err: RestError, headers: dict | None = None) -> _Reply:
     return _Reply(err.status, err.body(), headers=headers)
 
 
+class _FromProfile:
+    def __repr__(self) -> str:
+        return "FROM_PROFILE"
+
+
+# Default of the limit keywords: take the value from ``profile`` (an explicit value, None included, wins).
+FROM_PROFILE: Any = _FromProfile()
+_KEEP: Any = object()
+CUTOFF_REPLIES = ("html_504", "drop")
+
+
+class _CutOff(Exception):
+    """Raised inside a request that ran past the server time-out: stop before the next command."""
+
+
+def _cutoff_reply(kind: str) -> _Reply:
+    # The doc only says the request "is cut off" (bitrix24-rest.md §1, §10); what clients meet
+    # at the gateway is nginx's HTML 504 (§2, FB#85), or no answer at all.
+    return _Reply(drop=True) if kind == "drop" else _Reply(504, html=_HTML[504])
+
+
 class BitrixEmulator:
     """A Bitrix24 portal's REST API (incoming webhook) on loopback; see the module docstring.
 
-    ``rate_limit``/``burst``: the leaky bucket (``None`` or 0 turns it off).
-    ``operating_limit_s``: per-method seconds per ten minutes (``None``/0 off);
-    ``operating_time_scale`` multiplies each measured call duration (to reach the limit in tests).
-    ``clock``: unix seconds for limits, envelopes and record dates (default ``time.time``).
+    ``profile``: ``"standard"`` (2 requests/s, bucket 50) or ``"enterprise"`` (5/s, 250), both
+    with 480 s of operating time per method per ten minutes; ``rate_limit``/``burst`` (the leaky
+    bucket, ``None`` or 0 turns it off) and ``operating_limit_s`` (``None``/0 off) override it.
+    ``operating_costs``: seconds charged per call of a method -- ``True`` for
+    :data:`~.limits.DEFAULT_OPERATING_COSTS`, a mapping for exactly that table, ``None`` to
+    charge every call its measured duration; ``operating_default_cost_s`` is charged for
+    methods outside the table (``None``: measured). ``operating_time_scale`` multiplies every
+    charge (time dilation, to reach the limit in short runs).
+    ``request_timeout_s``: the server cut-off (``None``/0 off); ``cutoff_reply``: ``"html_504"``
+    or ``"drop"``. It is measured on ``clock`` from the request's arrival, latencies included.
+    ``clock``: unix seconds for limits, envelopes, record dates and the cut-off (default
+    ``time.time``); ``sleep``: how ``latency_ms``/``command_latency_ms`` wait (default
+    ``time.sleep``; a test passes one that moves its clock).
     ``tls``: an ``ssl.SSLContext`` to serve HTTPS; ``require_https``: refuse plain-http calls.
     """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, portal: dict | None = None,
                  portal_path: str | Path | None = None, user_id: int = 1, secret: str = "sandbox-secret",
-                 scopes: tuple[str, ...] | list[str] = ("crm", "user"), rate_limit: float | None = 2.0,
-                 burst: int = 50, operating_limit_s: float | None = 480.0, operating_time_scale: float = 1.0,
+                 scopes: tuple[str, ...] | list[str] = ("crm", "user"), profile: str = "standard",
+                 rate_limit: float | None = FROM_PROFILE, burst: int = FROM_PROFILE,
+                 operating_limit_s: float | None = FROM_PROFILE, operating_time_scale: float = 1.0,
+                 operating_costs: dict[str, float] | bool | None = None,
+                 operating_default_cost_s: float | None = None, request_timeout_s: float | None = 60.0,
+                 cutoff_reply: str = "html_504",
                  faults: FaultInjector | None = None, latency_ms: float = 0.0, command_latency_ms: float = 0.0,
-                 clock: Callable[[], float] | None = None, bad_credentials_status: int = 401,
+                 clock: Callable[[], float] | None = None, sleep: Callable[[float], None] | None = None,
+                 bad_credentials_status: int = 401,
                  require_https: bool = False, tls: ssl.SSLContext | None = None, slow_s: float = 2.0,
                  batch_import_max: int = 20, utc_offset_hours: float = 3.0) -> None:
+        plan = plan_profile(profile)
+        self.profile = plan.name
+        rate_limit = plan.rate if rate_limit is FROM_PROFILE else rate_limit
+        burst = plan.burst if burst is FROM_PROFILE else burst
+        operating_limit_s = plan.operating_limit_s if operating_limit_s is FROM_PROFILE else operating_limit_s
+        if cutoff_reply not in CUTOFF_REPLIES:
+            raise ValueError(f"cutoff_reply must be one of {CUTOFF_REPLIES}, not {cutoff_reply!r}")
         self.user_id = int(user_id)
         self.secret = secret
         self.scopes = tuple(scopes)
         self.clock = clock or time.time
+        self.sleep = sleep or time.sleep
         self.tz = timezone(timedelta(hours=utc_offset_hours))
         self.bad_credentials_status = bad_credentials_status
         self.require_https = require_https
@@ -114,10 +163,13 @@ class BitrixEmulator:
         self.command_latency_ms = command_latency_ms
         self.slow_s = slow_s
         self.batch_import_max = batch_import_max
-        self.operating_time_scale = operating_time_scale
+        self.costs = OperatingCosts.from_option(operating_costs, default_s=operating_default_cost_s,
+                                                scale=operating_time_scale)
+        self.request_timeout_s = request_timeout_s or None
+        self.cutoff_reply = cutoff_reply
         self.faults = faults if faults is not None else FaultInjector()
         self.bucket = LeakyBucket(rate_limit, burst, clock=self.clock)
-        self.operating = OperatingLimiter(operating_limit_s, clock=self.clock)
+        self.operating = OperatingLimiter(operating_limit_s or None, clock=self.clock)
         self._portal = portal if portal is not None else load_portal(portal_path)
         self.crm = CRM(self._portal, clock=self.clock, tz=self.tz, caller_id=self.user_id)
         self._counters_lock = threading.Lock()
@@ -153,6 +205,14 @@ class BitrixEmulator:
     def webhook_url(self) -> str:
         return f"{self.base_url}/rest/{self.user_id}/{self.secret}/"
 
+    @property
+    def operating_time_scale(self) -> float:
+        return self.costs.scale
+
+    @operating_time_scale.setter
+    def operating_time_scale(self, value: float) -> None:
+        self.costs.scale = float(value)
+
     # ---- counters ----
 
     def reset_counters(self) -> None:
@@ -163,12 +223,36 @@ class BitrixEmulator:
             self._commands_by_method: Counter[str] = Counter()
             self._rejected: Counter[str] = Counter()
             self._faults_fired: Counter[str] = Counter()
+            self._operating_429 = 0
+            self._operating_blocked_commands = 0
+            self._cut_off = 0
+            self._operating_s: Counter[str] = Counter()
 
     def counters(self) -> dict:
         with self._counters_lock:
             return {"requests": self._requests, "by_method": dict(self._by_method),
                     "batch_commands": self._batch_commands, "commands_by_method": dict(self._commands_by_method),
                     "rejected": dict(self._rejected), "faults_fired": dict(self._faults_fired)}
+
+    def limit_counters(self) -> dict:
+        """Since the last counter reset, for benchmarks of the limits: ``operating_429`` (HTTP
+        429 ``OPERATION_TIME_LIMIT`` replies), ``operating_blocked_commands`` (batch commands
+        refused the same way), ``cut_off`` (requests cut by the server time-out) and
+        ``operating_s_by_method`` (operating seconds charged, all of them, not only the window's)."""
+        with self._counters_lock:
+            return {"operating_429": self._operating_429,
+                    "operating_blocked_commands": self._operating_blocked_commands,
+                    "cut_off": self._cut_off,
+                    "operating_s_by_method": {m: round(v, 6) for m, v in sorted(self._operating_s.items())}}
+
+    def _count_limit(self, *, operating_429: bool = False, blocked_command: bool = False, cut_off: bool = False,
+                     charged: tuple[str, float] | None = None) -> None:
+        with self._counters_lock:
+            self._operating_429 += operating_429
+            self._operating_blocked_commands += blocked_command
+            self._cut_off += cut_off
+            if charged is not None:
+                self._operating_s[charged[0]] += charged[1]
 
     def _count(self, *, request: str | None = None, command: str | None = None, rejected: str | None = None,
                fault: str | None = None) -> None:
@@ -214,13 +298,24 @@ class BitrixEmulator:
             with self.crm.lock:
                 return fn(self._context(), params, start), time.perf_counter() - t0
         finally:
-            self.operating.record(method, (time.perf_counter() - t0) * self.operating_time_scale)
+            # Charged whether the method succeeded or not: the portal spent the time either way.
+            charged = self.costs.charge(method, time.perf_counter() - t0)
+            self.operating.record(method, charged)
+            self._count_limit(charged=(method, charged))
 
-    def _sub_call(self, method: str, params: dict) -> dict:
-        """One command inside a batch, as ``CRestServerBatchItem::process`` answers it."""
+    def _past_deadline(self, deadline: float | None) -> bool:
+        return deadline is not None and self.clock() > deadline
+
+    def _sub_call(self, method: str, params: dict, *, deadline: float | None = None) -> dict:
+        """One command inside a batch, as ``CRestServerBatchItem::process`` answers it.
+
+        Past ``deadline`` the command is not started (:class:`_CutOff`); one already started
+        finishes, so what the batch wrote before the cut is whole commands."""
+        if self._past_deadline(deadline):
+            raise _CutOff()
         self._count(command=method)
         if self.command_latency_ms:
-            time.sleep(self.command_latency_ms / 1000.0)
+            self.sleep(self.command_latency_ms / 1000.0)
         started, t0 = self.clock(), time.perf_counter()
         spec = REGISTRY.get(method)
         if spec is None:
@@ -231,6 +326,7 @@ class BitrixEmulator:
         blocked = self._operating_error(method)
         if blocked is not None:
             self._count(rejected=blocked.code)
+            self._count_limit(blocked_command=True)
             return {"error": blocked.code, "error_description": blocked.description}
         try:
             result, processing = self._execute(method, params)
@@ -244,7 +340,7 @@ class BitrixEmulator:
         res["time"] = self._time_block(started, time.perf_counter() - t0, processing, method)
         return res
 
-    def _batch(self, params: dict) -> Result:
+    def _batch(self, params: dict, deadline: float | None = None) -> Result:
         fault = self.faults.draw_detail(BATCH_FAULTS, method="batch")
         fail_command, fail_error = None, None
         if fault is not None:
@@ -257,7 +353,8 @@ class BitrixEmulator:
                 fail_command = fault.get("command", self.faults.choice(names))
                 fail_error = {"error": fault.get("error", "INTERNAL_SERVER_ERROR"),
                               "error_description": fault.get("error_description", "Internal server error")}
-        return Result(run_batch(params, self._sub_call, fail_command=fail_command, fail_error=fail_error))
+        call = functools.partial(self._sub_call, deadline=deadline)
+        return Result(run_batch(params, call, fail_command=fail_command, fail_error=fail_error))
 
     def handle_rest(self, http_method: str, path: str, query: str, content_type: str | None, body: bytes) -> _Reply:
         segments = [s for s in path[len("/rest/"):].split("/") if s != ""]
@@ -268,8 +365,10 @@ class BitrixEmulator:
                 if method.endswith(suffix):
                     method = method[: -len(suffix)]
         self._count(request=method)
+        arrived = self.clock()
+        deadline = arrived + self.request_timeout_s if self.request_timeout_s else None
         if self.latency_ms:
-            time.sleep(self.latency_ms / 1000.0)
+            self.sleep(self.latency_ms / 1000.0)
 
         fault = self.faults.draw_detail(PRE_FAULTS + POST_FAULTS, method=method)
         if fault is not None:
@@ -282,7 +381,14 @@ class BitrixEmulator:
             self._count(rejected="QUERY_LIMIT_EXCEEDED")
             return _error_reply(RestError("QUERY_LIMIT_EXCEEDED", "Too many requests", 503))
 
-        reply = self._rest_call(http_method, segments, method, query, content_type, body)
+        try:
+            reply = self._rest_call(http_method, segments, method, query, content_type, body, deadline)
+        except _CutOff:
+            reply = None
+        if reply is None or self._past_deadline(deadline):
+            # The work done so far stays done; the client only learns that the request was cut.
+            self._count_limit(cut_off=True)
+            return _cutoff_reply(self.cutoff_reply)
         if fault is not None and fault["kind"] == "drop_after":
             return _Reply(drop=True)
         if fault is not None and fault["kind"] == "slow":
@@ -312,7 +418,7 @@ class BitrixEmulator:
         return None
 
     def _rest_call(self, http_method: str, segments: list[str], method: str, query: str,
-                   content_type: str | None, body: bytes) -> _Reply:
+                   content_type: str | None, body: bytes, deadline: float | None = None) -> _Reply:
         if len(segments) == 1:
             return _error_reply(RestError("NO_AUTH_FOUND", "Wrong authorization data", 401))
         if len(segments) != 3 or method not in REGISTRY:
@@ -337,11 +443,12 @@ class BitrixEmulator:
             if method == "batch":
                 # The outer batch is not counted in operating time; each command counts for its own method.
                 params.pop("start", None)
-                result, processing = self._batch(params), None
+                result, processing = self._batch(params, deadline), None
             else:
                 blocked = self._operating_error(method)
                 if blocked is not None:
                     self._count(rejected=blocked.code)
+                    self._count_limit(operating_429=True)
                     return _error_reply(blocked)
                 result, processing = self._execute(method, params)
         except RestError as err:
@@ -371,6 +478,8 @@ class BitrixEmulator:
             return _Reply(200, a.dump())
         if http_method == "GET" and route == "counters":
             return _Reply(200, a.counters())
+        if http_method == "GET" and route == "limit-counters":
+            return _Reply(200, a.limit_counters())
         if http_method == "POST" and route == "counters/reset":
             a.reset_counters()
             return _Reply(200, {"ok": True})
@@ -380,7 +489,24 @@ class BitrixEmulator:
         if http_method == "GET" and route == "faults":
             return _Reply(200, a.faults())
         if http_method == "POST" and route == "operating-limit":
-            return _Reply(200, a.set_operating_limit(payload.get("limit_s"), scale=payload.get("scale")))
+            # A key left out keeps its value (before, a missing limit_s turned the limit off).
+            return _Reply(200, a.set_operating_limit(payload.get("limit_s", _KEEP), scale=payload.get("scale")))
+        if http_method == "POST" and route == "operating-costs":
+            return _Reply(200, a.set_operating_costs(payload.get("costs", _KEEP),
+                                                     default_cost_s=payload.get("default_cost_s", _KEEP)))
+        if http_method == "POST" and route == "request-timeout":
+            try:
+                return _Reply(200, a.set_request_timeout(payload.get("timeout_s", _KEEP),
+                                                         reply=payload.get("reply")))
+            except ValueError as err:
+                return _Reply(400, {"error": str(err)})
+        if http_method == "POST" and route == "profile":
+            try:
+                return _Reply(200, a.set_profile(str(payload.get("profile", ""))))
+            except ValueError as err:
+                return _Reply(400, {"error": str(err)})
+        if http_method == "GET" and route == "limits":
+            return _Reply(200, a.limits())
         if http_method == "POST" and route == "rate-limit":
             return _Reply(200, a.set_rate_limit(payload.get("rate"), payload.get("burst", self.bucket.burst)))
         if http_method == "POST" and route in ("contacts", "deals"):
@@ -428,6 +554,10 @@ class AdminHandle:
     def counters(self) -> dict:
         return self._e.counters()
 
+    def limit_counters(self) -> dict:
+        """429s, batch commands refused for operating time, cut-off requests, seconds charged per method."""
+        return self._e.limit_counters()
+
     def reset_counters(self) -> None:
         self._e.reset_counters()
         self._e.faults.fired.clear()
@@ -451,12 +581,49 @@ class AdminHandle:
         self._e.bucket.configure(rate, burst)
         return {"rate": self._e.bucket.rate or None, "burst": self._e.bucket.burst}
 
-    def set_operating_limit(self, limit_s: float | None, *, scale: float | None = None) -> dict:
-        """Seconds per method per ten minutes (``None`` off) and the measured-time multiplier."""
-        self._e.operating.limit_s = limit_s
+    def set_operating_limit(self, limit_s: float | None = _KEEP, *, scale: float | None = None) -> dict:
+        """Seconds per method per ten minutes (``None``/0 off) and the multiplier of every charge."""
+        if limit_s is not _KEEP:
+            self._e.operating.limit_s = float(limit_s) if limit_s else None
         if scale is not None:
             self._e.operating_time_scale = float(scale)
         return {"limit_s": self._e.operating.limit_s, "scale": self._e.operating_time_scale}
+
+    def set_operating_costs(self, costs: dict[str, float] | bool | None = _KEEP, *,
+                            default_cost_s: float | None = _KEEP) -> dict:
+        """Seconds charged per method: ``True`` the default table, a mapping exactly that table,
+        ``None`` measured durations; ``default_cost_s`` for methods outside the table."""
+        current = self._e.costs
+        table = current.table if costs is _KEEP else costs
+        default_s = current.default_s if default_cost_s is _KEEP else default_cost_s
+        self._e.costs = OperatingCosts.from_option(table, default_s=default_s, scale=current.scale)
+        return self._e.costs.snapshot()
+
+    def set_request_timeout(self, timeout_s: float | None = _KEEP, *, reply: str | None = None) -> dict:
+        """The server cut-off in seconds (``None``/0 off) and how a cut request is answered."""
+        if reply is not None and reply not in CUTOFF_REPLIES:
+            raise ValueError(f"reply must be one of {CUTOFF_REPLIES}, not {reply!r}")
+        if timeout_s is not _KEEP:
+            self._e.request_timeout_s = float(timeout_s) if timeout_s else None
+        if reply is not None:
+            self._e.cutoff_reply = reply
+        return {"timeout_s": self._e.request_timeout_s, "reply": self._e.cutoff_reply}
+
+    def set_profile(self, name: str) -> dict:
+        """Switch plan: rate, bucket (emptied) and operating limit together; see :meth:`limits`."""
+        plan = plan_profile(name)
+        self._e.profile = plan.name
+        self._e.bucket.configure(plan.rate, plan.burst)
+        self._e.operating.limit_s = plan.operating_limit_s
+        return self.limits()
+
+    def limits(self) -> dict:
+        """Every throttle's setting, and the operating seconds now in each method's window."""
+        e = self._e
+        return {"profile": e.profile, "rate": e.bucket.rate or None, "burst": e.bucket.burst,
+                "operating": {"limit_s": e.operating.limit_s, **e.costs.snapshot(),
+                              "window_s_by_method": e.operating.usage()},
+                "request_timeout": {"timeout_s": e.request_timeout_s, "reply": e.cutoff_reply}}
 
     def charge_operating(self, method: str, seconds: float) -> None:
         """Add ``seconds`` to a method's operating time now (deterministic tests)."""
