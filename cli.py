@@ -2,63 +2,19 @@
 """Command line of the survey → Bitrix24 sync job. ``python cli.py --help`` lists the commands.
 
 Data and reports go to stdout, logs and progress to stderr. Exit codes live in
-``sync/exit_codes.py`` and are mapped to errors in one place, ``_guarded``.
+``sync/exit_codes.py`` and are mapped to errors in one place, ``guarded``.
 """
 from __future__ import annotations
 
-import functools
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import click
 
-from core import exit_codes
-from core.errors import ConfigError, FatalError, LockHeldError, StoreError, UpstreamError
-
-
-def _guarded(func):
-    """Map the error tree to exit codes with a one-line reason on stderr, no traceback."""
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        from core.redact import redact
-        try:
-            return func(*args, **kwargs)
-        except ConfigError as exc:
-            click.echo(f"error: {redact(str(exc))}", err=True)
-            sys.exit(exit_codes.USAGE_ERROR)
-        except LockHeldError as exc:
-            click.echo(f"locked: {redact(str(exc))}; nothing was written", err=True)
-            sys.exit(exit_codes.LOCKED)
-        except (UpstreamError, StoreError) as exc:
-            system = getattr(exc, "system", "") or ("store" if isinstance(exc, StoreError) else "")
-            prefix = f"aborted ({system})" if system else "aborted"
-            click.echo(f"{prefix}: {redact(str(exc))}", err=True)
-            sys.exit(exit_codes.ABORTED)
-        except KeyboardInterrupt:
-            click.echo("interrupted: the next run completes what this one started", err=True)
-            sys.exit(exit_codes.ABORTED)
-    return wrapper
-
-
-def _parse_since(ctx, param, value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date; use YYYY-MM-DD or an ISO timestamp "
-                                 f"(e.g. 2025-09-01 or 2025-09-01T00:00:00+03:00)") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
-def _settings(**overrides):
-    from sync.logs import setup_logging
-    from sync.settings import load_settings
-    settings = load_settings(**overrides)
-    setup_logging(fmt=settings.log_format, level=settings.log_level)
-    return settings
+from jobs.cli_common import (Progress, check_report_path, cli_settings, exit_for, guarded, parse_since,
+                             print_summary, stop_on_signals)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -75,69 +31,8 @@ def cli() -> None:
     """
 
 
-def _print_summary(summary, report_path: Path | None, language: str) -> None:
-    from sync.report.render import format_summary_line
-    click.echo(format_summary_line(summary, language=language))
-    if report_path is not None:
-        click.echo(f"report: {report_path}")
-
-
-def _check_report_path(path: Path) -> None:
-    from sync.report.render import format_for_path
-    try:
-        format_for_path(path)
-    except ValueError as exc:
-        raise ConfigError(f"--report {path}: {exc}") from None
-
-
-def _exit_for(summary) -> int:
-    if summary.outcome == "interrupted":
-        click.echo(f"interrupted: {summary.error}", err=True)
-        return exit_codes.ABORTED
-    return exit_codes.OK if summary.outcome == "ok" else exit_codes.NEEDS_ATTENTION
-
-
-def _stop_on_signals():
-    """SIGTERM/SIGINT: finish the batches in flight, record the run, stop; a second signal stops at once."""
-    import signal
-    import threading
-
-    stop = threading.Event()
-
-    def handler(signum, frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        click.echo(f"{signal.Signals(signum).name}: finishing the batches in flight, then stopping "
-                   f"(send it again to stop at once)", err=True)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    return stop
-
-
-class _Progress:
-    """A one-line progress display on stderr, only when it is a terminal."""
-
-    def __init__(self) -> None:
-        self.enabled = sys.stderr.isatty()
-        self.counts = {"pull": 0, "plan": 0, "push": 0}
-
-    def __call__(self, stage: str, n: int) -> None:
-        if not self.enabled:
-            return
-        self.counts[stage] = self.counts.get(stage, 0) + n
-        c = self.counts
-        sys.stderr.write(f"\r  read {c['pull']} answers · planned {c['plan']} · pushed {c['push']}   ")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled and any(self.counts.values()):
-            sys.stderr.write("\n")
-
-
 @cli.command()
-@click.option("--since", callback=_parse_since, help="Backfill from this date instead of the stored watermark "
+@click.option("--since", callback=parse_since, help="Backfill from this date instead of the stored watermark "
                                                      "(the watermark never moves backwards).")
 @click.option("--poll", "polls", type=int, multiple=True, help="Limit the run to this poll id (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Read and plan everything; write nothing to Bitrix24 or the store.")
@@ -148,7 +43,7 @@ class _Progress:
               help="Write Prometheus metrics of the run here (node_exporter textfile collector).")
 @click.option("--bulk", is_flag=True, help="Backfills: create contacts and deals with crm.item.batchImport, "
                                            "1,000 a request. Imported records SKIP the CRM's automation rules.")
-@_guarded
+@guarded
 def sync(since, polls, dry_run, report_path, show_personal_data, metrics_file, bulk) -> None:
     """Pull new and changed answers and push them to Bitrix24.
 
@@ -160,26 +55,26 @@ def sync(since, polls, dry_run, report_path, show_personal_data, metrics_file, b
     from sync.app import build_context, execute, options_from
     from sync.report.render import write_report
     if report_path is not None:
-        _check_report_path(report_path)
-    settings = _settings(metrics_file=metrics_file)
+        check_report_path(report_path)
+    settings = cli_settings(metrics_file=metrics_file)
     ctx = build_context(settings)
     options = options_from(settings, command="sync", since=since, poll_ids=set(polls), dry_run=dry_run,
-                           keep_plan=report_path is not None, stop=_stop_on_signals(), bulk=bulk)
-    progress = _Progress()
+                           keep_plan=report_path is not None, stop=stop_on_signals(), bulk=bulk)
+    progress = Progress()
     try:
         summary = execute(ctx, options, progress=progress)
     finally:
         progress.close()
     if report_path is not None:
         write_report(summary, report_path, language=settings.report_language, show_personal_data=show_personal_data)
-    _print_summary(summary, report_path, settings.report_language)
-    sys.exit(_exit_for(summary))
+    print_summary(summary, report_path, settings.report_language)
+    sys.exit(exit_for(summary))
 
 
 @cli.command()
 @click.option("--answer", "answer_ids", type=int, multiple=True, help="Only this answer id (repeatable).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a report.")
-@_guarded
+@guarded
 def retry(answer_ids, report_path) -> None:
     """Push again what needs attention or failed, after the mapping or the CRM was fixed.
 
@@ -190,21 +85,21 @@ def retry(answer_ids, report_path) -> None:
     """
     from sync.app import build_context, execute, options_from
     from sync.report.render import write_report
-    settings = _settings()
+    settings = cli_settings()
     ctx = build_context(settings)
     options = options_from(settings, command="retry", pull=False, include_attention=True, answer_ids=set(answer_ids),
                            keep_plan=report_path is not None)
     summary = execute(ctx, options)
     if report_path is not None:
         write_report(summary, report_path, language=settings.report_language)
-    _print_summary(summary, report_path, settings.report_language)
-    sys.exit(_exit_for(summary))
+    print_summary(summary, report_path, settings.report_language)
+    sys.exit(exit_for(summary))
 
 
 @cli.command()
 @click.option("--answer", "answer_id", type=int, required=True, help="The answer id to fetch and sync.")
 @click.option("--poll", "poll_id", type=int, help="Its poll id (default: from the ledger).")
-@_guarded
+@guarded
 def replay(answer_id, poll_id) -> None:
     """Fetch one answer afresh from the survey API and sync it.
 
@@ -213,23 +108,23 @@ def replay(answer_id, poll_id) -> None:
       python cli.py replay --answer 814573990
     """
     from sync.app import build_context, execute, options_from, stage_one
-    settings = _settings()
+    settings = cli_settings()
     ctx = build_context(settings)
     stage_one(ctx, answer_id=answer_id, poll_id=poll_id)
     options = options_from(settings, command="replay", pull=False, force=True, answer_ids={answer_id})
     summary = execute(ctx, options)
-    _print_summary(summary, None, settings.report_language)
-    sys.exit(_exit_for(summary))
+    print_summary(summary, None, settings.report_language)
+    sys.exit(exit_for(summary))
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@_guarded
+@guarded
 def status(as_json) -> None:
     """Show the watermarks, the last runs, answers by state and those needing attention."""
     from storage.db import make_engine, migrate
     from storage.ledger import Ledger
-    settings = _settings(survey_api_url="http://unused.invalid", survey_api_token="unused",
+    settings = cli_settings(survey_api_url="http://unused.invalid", survey_api_token="unused",
                          bitrix24_webhook_url="http://unused.invalid/rest/1/unused/")
     engine = make_engine(settings.database_url)
     migrate(engine)
@@ -269,7 +164,7 @@ def status(as_json) -> None:
 @click.option("--answers", default=300, show_default=True, help="Generated answers besides the sample ones.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the report (default: reports/demo-<time>.html).")
-@_guarded
+@guarded
 def demo(answers, report_path) -> None:
     """Start the sandbox in-process and sync into it with a temporary SQLite store."""
     import tempfile
@@ -291,7 +186,7 @@ def demo(answers, report_path) -> None:
         report_path.parent.mkdir(parents=True, exist_ok=True)
         write_report(summary, report_path, language=settings.report_language)
         crm = box.bitrix.admin.counters()
-        _print_summary(summary, report_path, settings.report_language)
+        print_summary(summary, report_path, settings.report_language)
         click.echo(f"sandbox Bitrix24 saw {crm['requests']} requests carrying {crm['batch_commands']} batch commands")
     # The sample data holds bad answers on purpose: the demo succeeded if the run completed.
 
@@ -331,10 +226,12 @@ def sandbox(host, survey_port, bitrix_port, answers, seed, faults_profile, rate_
     serve_until_stopped(box.stop)
 
 
-from jobs.cli_ops import doctor, schedule  # noqa: E402  (they import cli's helpers lazily)
+from jobs.cli_ops import doctor, schedule  # noqa: E402
 
 cli.add_command(schedule)
 cli.add_command(doctor)
+from intake.cli import intake_command  # noqa: E402
+cli.add_command(intake_command)
 
 if __name__ == "__main__":
     cli()

@@ -6,8 +6,7 @@ Standalone ``click.Command`` objects; ``cli.py`` registers them::
     cli.add_command(schedule)
     cli.add_command(doctor)
 
-Errors map to exit codes through ``cli._guarded`` (imported when a command runs, so
-this module does not import ``cli`` at import time).
+Errors map to exit codes through ``jobs.cli_common.guarded``, as in ``cli.py``.
 """
 from __future__ import annotations
 
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from jobs.cli_common import cli_settings, guarded
 
 
 class ScheduledRun:
@@ -40,11 +41,10 @@ class ScheduledRun:
 
     def __call__(self) -> Any:
         from sync.app import execute, options_from
-        from sync.mapping import load_mapping
         if self.ctx is None:
             self.prepare()
         else:
-            self.ctx.mapping = load_mapping(self.settings.field_mapping)
+            self.ctx.reload_mapping()
         for client in (self.ctx.survey, self.ctx.bitrix):
             reset = getattr(client, "reset_stats", None)  # per-run request counts in the summary
             if callable(reset):
@@ -75,20 +75,18 @@ def schedule(every_s: int | None, cron: str | None, health_file: Path | None) ->
     """
     if every_s is not None and cron is not None:
         raise click.UsageError("--every and --cron are mutually exclusive: give one of them")
-    from cli import _guarded
-    _guarded(_schedule)(every_s, cron, health_file)
+    guarded(_schedule)(every_s, cron, health_file)
 
 
 def _schedule(every_s: int | None, cron: str | None, health_file: Path | None) -> None:
     from loguru import logger
 
-    from cli import _settings
     from jobs.scheduler import make_trigger, run_schedule
     from core.errors import StoreError, UpstreamError
 
     if cron is not None:
         make_trigger(cron=cron)  # a typo fails before the settings are even read
-    settings = _settings()
+    settings = cli_settings()
     stop = threading.Event()
     run_once = ScheduledRun(settings, stop=stop)
     try:
@@ -113,8 +111,7 @@ def doctor(as_json: bool) -> None:
     Example:
       python cli.py doctor
     """
-    from cli import _guarded
-    _guarded(_doctor)(as_json)
+    guarded(_doctor)(as_json)
 
 
 def _doctor(as_json: bool) -> None:

@@ -1,47 +1,80 @@
-"""Wiring: build the clients, the store and the mapping from settings, then run under the lock.
+"""The composition root: the one place that turns ``Settings`` into live objects.
 
-The only place that turns ``Settings`` into live objects; ``cli.py`` and the scheduler
-both call ``execute()``.
+``Context`` builds each object the first time it is asked for — the mapping, the
+source, the Bitrix24 client, the store — so a command uses only what it needs
+(``status`` never needs a webhook) and every command builds them the same way.
+``execute()`` runs once under the store's lock; a dry-run runs the same path over a
+throw-away copy of the store (``storage.snapshot``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Callable
+from functools import cached_property
+from typing import Any, Callable
 
 from loguru import logger
 
-from sync.clients.bitrix24 import Bitrix24Client
-from sync.clients.survey import SurveyClient
 from sync.mapping import FieldMapping, load_mapping
-from sync.run import RunOptions, RunSummary, run
+from sync.options import RunOptions, RunSummary
 from sync.settings import Settings
 
 
-@dataclass
 class Context:
-    settings: Settings
-    mapping: FieldMapping
-    survey: SurveyClient
-    bitrix: Bitrix24Client
-    ledger: object
-    engine: object
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def mapping(self) -> FieldMapping:
+        return load_mapping(self.settings.field_mapping)
+
+    def reload_mapping(self) -> None:
+        """Read the mapping file again (the scheduler does, so a fix applies at the next tick)."""
+        self.__dict__["mapping"] = load_mapping(self.settings.field_mapping)
+
+    @cached_property
+    def survey(self) -> Any:
+        """The source of polls and answers: the survey platform's API, or the intake's inbox."""
+        if getattr(self.settings, "survey_source", "api") == "intake":
+            from sync.source.inbox import InboxSource
+            return InboxSource(self.engine)
+        return self.survey_client()
+
+    def survey_client(self, *, timeout: float | None = None) -> Any:
+        from sync.clients.survey import SurveyClient
+        s = self.settings
+        return SurveyClient(s.survey_api_url, s.survey_api_token, timeout=timeout or s.http_timeout_s,
+                            max_attempts=s.max_attempts)
+
+    @cached_property
+    def bitrix(self) -> Any:
+        return self.bitrix_client()
+
+    def bitrix_client(self, *, timeout: float | None = None, max_attempts: int | None = None) -> Any:
+        from sync.clients.bitrix24 import Bitrix24Client
+        s = self.settings
+        return Bitrix24Client(s.bitrix24_webhook_url, timeout=timeout or s.http_timeout_s,
+                              rate_per_s=s.rate_limit_per_s, burst=s.rate_limit_burst,
+                              max_attempts=max_attempts or s.max_attempts)
+
+    @cached_property
+    def engine(self) -> Any:
+        from storage.db import make_engine, migrate
+        engine = make_engine(self.settings.database_url)
+        migrate(engine)
+        return engine
+
+    @cached_property
+    def ledger(self) -> Any:
+        from storage.ledger import Ledger
+        return Ledger(self.engine)
 
 
 def build_context(settings: Settings) -> Context:
-    from storage.db import make_engine, migrate
-    from storage.ledger import Ledger
-
-    mapping = load_mapping(settings.field_mapping)
-    survey = SurveyClient(settings.survey_api_url, settings.survey_api_token, timeout=settings.http_timeout_s,
-                          max_attempts=max(settings.max_attempts, 3))
-    bitrix = Bitrix24Client(settings.bitrix24_webhook_url, timeout=settings.http_timeout_s,
-                            rate_per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst,
-                            max_attempts=settings.max_attempts)
-    engine = make_engine(settings.database_url)
-    migrate(engine)
-    return Context(settings=settings, mapping=mapping, survey=survey, bitrix=bitrix, ledger=Ledger(engine),
-                   engine=engine)
+    """A context whose mapping and store are ready (a broken mapping or store fails here, at start)."""
+    ctx = Context(settings)
+    ctx.mapping
+    ctx.ledger
+    return ctx
 
 
 def options_from(settings: Settings, **kwargs) -> RunOptions:
@@ -51,10 +84,15 @@ def options_from(settings: Settings, **kwargs) -> RunOptions:
 
 
 def execute(ctx: Context, options: RunOptions, *, progress: Callable[[str, int], None] | None = None) -> RunSummary:
-    """Run once; writing runs hold the store's lock (a dry-run writes nothing and needs none)."""
+    """Run once. A real run holds the store's lock; a dry-run runs over a private copy of the store."""
+    from sync.run import run
+
     if options.dry_run:
-        return run(options, survey=ctx.survey, bitrix=ctx.bitrix, ledger=ctx.ledger, mapping=ctx.mapping,
-                   progress=progress)
+        from storage.ledger import Ledger
+        from storage.snapshot import snapshot_of
+        with snapshot_of(ctx.engine) as copy:
+            return run(options, survey=ctx.survey, bitrix=ctx.bitrix, ledger=Ledger(copy), mapping=ctx.mapping,
+                       progress=progress)
     from storage.lock import run_lock
 
     from sync.report.metrics import write_metrics

@@ -5,7 +5,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from sync.run import RunSummary
+from sync.options import RunSummary
 
 PREFIX = "survey_sync"
 

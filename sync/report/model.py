@@ -16,7 +16,7 @@ from sync.report.masking import mask_email, mask_name, mask_params, mask_phone, 
 from sync.report.messages import COUNTS, FIELD_NAMES, LABELS, SEVERITY
 from sync.report.texts import (check_language, duration_text, error_text, fill_text, outcome_text, problem_message,
                                time_text)
-from sync.run import RunSummary
+from sync.options import RunSummary
 
 SEVERITY_RANK = {"attention": 0, "warning": 1, "info": 2}
 

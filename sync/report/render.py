@@ -36,7 +36,7 @@ from sync.report.masking import mask_email, mask_name, mask_params, mask_phone, 
 from sync.report.model import ReportView, build_view
 from sync.report.summary import format_summary_line
 from sync.report.texts import Language, problem_text
-from sync.run import RunSummary
+from sync.options import RunSummary
 
 Format = Literal["md", "html", "json", "csv"]
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from sync.report.messages import LABELS
 from sync.report.texts import Language, check_language, duration_text, error_text, outcome_text
-from sync.run import RunSummary
+from sync.options import RunSummary
 
 
 def format_summary_line(summary: RunSummary, language: Language = "en") -> str:

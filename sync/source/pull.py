@@ -3,7 +3,7 @@
 Each page is staged with its watermark in one transaction (``Ledger.stage_*``), so a
 crash after any page loses nothing and repeats nothing. Listings start at the
 watermark minus a look-back window, because answers become visible up to minutes
-after their ``updated_at``. A dry-run reads the same pages but keeps them in memory.
+after their ``updated_at``. A dry-run does the same into a throw-away copy of the store.
 """
 from __future__ import annotations
 
@@ -39,9 +39,6 @@ class PullResult:
     unchanged: int = 0
     invalid: list[InvalidRecord] = field(default_factory=list)
     deleted_polls: list[int] = field(default_factory=list)
-    # Dry-run only: what was read, keyed by id (a real run reads it back from the ledger).
-    polls: dict[int, dict[str, Any]] = field(default_factory=dict)
-    answers: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 def start_point(ledger, name: str, *, since: datetime | None, lookback: timedelta) -> datetime | None:
@@ -67,7 +64,7 @@ def _strip(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def pull(survey: SurveyReader, ledger, *, since: datetime | None, poll_ids: set[int] | None, lookback: timedelta,
-         run_id: str, dry_run: bool, on_page: Callable[[int], None] | None = None,
+         run_id: str, on_page: Callable[[int], None] | None = None,
          stop: threading.Event | None = None) -> PullResult:
     """Stage every poll and answer changed since the watermark (or ``since``)."""
     result = PullResult()
@@ -83,14 +80,10 @@ def pull(survey: SurveyReader, ledger, *, since: datetime | None, poll_ids: set[
         result.polls_seen += len(records)
         for record in records:
             listed[record["poll_id"]] = record
-        if dry_run:
-            continue
         newest = _newest([_dump(p) for p in page.items])
         if records or newest:
             ledger.stage_polls(polls=_strip(records), run_id=run_id,
                                watermark=(POLLS_WATERMARK, newest) if newest and not poll_ids else None)
-    if dry_run:
-        result.polls = {k: _strip([v])[0] for k, v in listed.items()}
 
     known = {row.poll_id for row in ledger.poll_rows(poll_ids=None) if row.status != "deleted"}
     everything = known | set(listed) | unreadable
@@ -106,10 +99,6 @@ def pull(survey: SurveyReader, ledger, *, since: datetime | None, poll_ids: set[
                 result.answers_seen += len(records)
                 if on_page is not None:
                     on_page(len(records))
-                if dry_run:
-                    for record in records:
-                        result.answers[record["answer_id"]] = _strip([record])[0]
-                    continue
                 if not records:
                     continue
                 counts = ledger.stage_answers(answers=_strip(records), watermark=(name, _newest(records)),
@@ -122,6 +111,5 @@ def pull(survey: SurveyReader, ledger, *, since: datetime | None, poll_ids: set[
             logger.warning("poll {} is gone from the survey platform (404); its answers already staged are kept",
                            poll_id)
             result.deleted_polls.append(poll_id)
-            if not dry_run:
-                ledger.mark_poll_deleted(poll_id=poll_id)
+            ledger.mark_poll_deleted(poll_id=poll_id)
     return result

@@ -395,7 +395,7 @@ def test_answers_of_an_unreadable_poll_are_still_staged(store_url):
     engine = make_engine(store_url)
     migrate(engine)
     ledger = Ledger(engine)
-    pull(Reader(), ledger, since=None, poll_ids=None, lookback=timedelta(minutes=10), run_id="r", dry_run=False)
+    pull(Reader(), ledger, since=None, poll_ids=None, lookback=timedelta(minutes=10), run_id="r")
     assert ledger.get_answer(960000005) is not None
 
 

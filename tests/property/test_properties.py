@@ -329,7 +329,7 @@ def test_duplicate_answer_ids_plan_once_with_the_newest_content(raws):
            "answers": [{"code": "email", "value": "a@example.com"}, {"code": "programs", "value": ["Экономика\x00"]}]}])
 def test_reconciliation_looks_up_every_deal_key_the_planner_may_create(raws):
     from sync.plan.build import ProgrammeResolver
-    from sync.run import candidate_origin_ids
+    from sync.answers_stage import candidate_origin_ids
 
     resolver = ProgrammeResolver(PROGRAMMES, MAPPING.programmes.aliases)
     plan = build_answer_plan(inputs_of(raws, {}), polls=POLLS, lookups=AnswerLookups(programmes=PROGRAMMES),

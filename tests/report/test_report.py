@@ -17,7 +17,7 @@ from sync.report import messages
 from sync.plan.models import AnswerPlan, Command, ContactPlan, DealPlan, Plan, PollPlan, Problem
 from sync.report.render import (CSV_COLUMNS, mask_email, mask_name, mask_phone, mask_title, problem_text, render_report,
                          write_report, format_summary_line)
-from sync.run import RunSummary
+from sync.options import RunSummary
 
 ROOT = Path(__file__).resolve().parents[2]
 FORMATS = ("md", "html", "json", "csv")

@@ -1,0 +1,121 @@
+"""What every command of ``cli.py`` shares: settings, the exit-code mapping, summaries, signals, progress.
+
+Both ``cli.py`` and ``jobs/cli_ops.py`` import from here, so neither imports the other.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from core import exit_codes
+from core.errors import ConfigError, LockHeldError, StoreError, UpstreamError
+
+
+def guarded(func):
+    """Map the error tree to exit codes with a one-line reason on stderr, no traceback."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from core.redact import redact
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            click.echo(f"error: {redact(str(exc))}", err=True)
+            sys.exit(exit_codes.USAGE_ERROR)
+        except LockHeldError as exc:
+            click.echo(f"locked: {redact(str(exc))}; nothing was written", err=True)
+            sys.exit(exit_codes.LOCKED)
+        except (UpstreamError, StoreError) as exc:
+            system = getattr(exc, "system", "") or ("store" if isinstance(exc, StoreError) else "")
+            prefix = f"aborted ({system})" if system else "aborted"
+            click.echo(f"{prefix}: {redact(str(exc))}", err=True)
+            sys.exit(exit_codes.ABORTED)
+        except KeyboardInterrupt:
+            click.echo("interrupted: the next run completes what this one started", err=True)
+            sys.exit(exit_codes.ABORTED)
+    return wrapper
+
+
+def parse_since(ctx, param, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date; use YYYY-MM-DD or an ISO timestamp "
+                                 f"(e.g. 2025-09-01 or 2025-09-01T00:00:00+03:00)") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def cli_settings(**overrides):
+    from sync.logs import setup_logging
+    from sync.settings import load_settings
+    settings = load_settings(**overrides)
+    setup_logging(fmt=settings.log_format, level=settings.log_level)
+    return settings
+
+
+def print_summary(summary, report_path: Path | None, language: str) -> None:
+    from sync.report.render import format_summary_line
+    click.echo(format_summary_line(summary, language=language))
+    if report_path is not None:
+        click.echo(f"report: {report_path}")
+
+
+def check_report_path(path: Path) -> None:
+    from sync.report.render import format_for_path
+    try:
+        format_for_path(path)
+    except ValueError as exc:
+        raise ConfigError(f"--report {path}: {exc}") from None
+
+
+def exit_for(summary) -> int:
+    if summary.outcome == "interrupted":
+        click.echo(f"interrupted: {summary.error}", err=True)
+        return exit_codes.ABORTED
+    return exit_codes.OK if summary.outcome == "ok" else exit_codes.NEEDS_ATTENTION
+
+
+def stop_on_signals():
+    """SIGTERM/SIGINT: finish the batches in flight, record the run, stop; a second signal stops at once."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+
+    def handler(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        click.echo(f"{signal.Signals(signum).name}: finishing the batches in flight, then stopping "
+                   f"(send it again to stop at once)", err=True)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+class Progress:
+    """A one-line progress display on stderr, only when it is a terminal."""
+
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty()
+        self.counts = {"pull": 0, "plan": 0, "push": 0}
+
+    def __call__(self, stage: str, n: int) -> None:
+        if not self.enabled:
+            return
+        self.counts[stage] = self.counts.get(stage, 0) + n
+        c = self.counts
+        sys.stderr.write(f"\r  read {c['pull']} answers · planned {c['plan']} · pushed {c['push']}   ")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled and any(self.counts.values()):
+            sys.stderr.write("\n")
+
+

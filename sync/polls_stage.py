@@ -1,0 +1,87 @@
+"""The poll stage of a run: every staged poll that changed gets its poll form written.
+
+Reads the polls to push from the ledger, looks up owners and existing forms in the
+CRM, plans, and — unless this is a dry-run, which stops at the write — writes the
+forms and records each outcome. What the answer stage needs comes back as
+``PollForms``: a context per poll, and the polls whose form could not be written
+(their answers wait for it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from loguru import logger
+
+from sync.crm.lookups import fetch_poll_lookups
+from sync.crm.push import push_commands
+from sync.mapping import FieldMapping
+from sync.options import RunOptions
+from sync.plan.build import build_poll_plan
+from sync.plan.models import PollContext, Programme
+from sync.source.models import Poll
+from sync.tally import Tally
+
+
+@dataclass
+class PollForms:
+    context: dict[int, PollContext] = field(default_factory=dict)
+    failed: dict[int, str] = field(default_factory=dict)   # poll id -> why its form is not written
+    programmes: list[Programme] | None = None              # read along with the poll look-ups, when asked
+
+
+def poll_context(payload: dict, item_id: int | None, owner_id: int | None) -> PollContext:
+    return PollContext(poll_id=payload["poll_id"], poll_name=payload.get("poll_name", ""),
+                       poll_language=payload.get("poll_language", ""), status=payload.get("status", ""),
+                       employee_email=payload.get("employee_email", ""), item_id=item_id, owner_id=owner_id or 0)
+
+
+def sync_polls(options: RunOptions, *, ledger, bitrix, mapping: FieldMapping, tally: Tally,
+               with_programmes: bool) -> PollForms:
+    """Write the poll form of every poll that is new or changed; return what the answers need."""
+    forms = PollForms()
+    poll_filter = options.poll_ids or None
+    for row in ledger.poll_rows(poll_ids=poll_filter):
+        if row.item_id is not None:
+            forms.context[row.poll_id] = poll_context(row.payload, row.item_id, row.assigned_by_id)
+    todo = [(Poll.model_validate(r.payload), r.content_hash, r.item_id)
+            for r in ledger.polls_to_push(poll_ids=poll_filter)]
+    if not todo:
+        return forms
+    lookups = fetch_poll_lookups(bitrix, mapping, owner_emails=[p.employee_email for p, _, _ in todo],
+                                 poll_ids=[p.poll_id for p, _, item in todo if item is None],
+                                 with_programmes=with_programmes)
+    forms.programmes = lookups.programmes
+    plan = build_poll_plan(todo, lookups, mapping)
+    polls = {poll.poll_id: poll for poll, _, _ in todo}
+    for poll_plan in plan.polls:
+        tally.note(poll_plan.problems)
+        for p in poll_plan.problems:
+            logger.warning("poll {}: {} ({})", poll_plan.poll_id, p.code, p.params)
+        forms.context[poll_plan.poll_id] = poll_context(polls[poll_plan.poll_id].model_dump(mode="json"),
+                                                        poll_plan.item_id, poll_plan.owner_id)
+    if tally.plan is not None:
+        tally.plan.polls.extend(plan.polls)
+    if options.dry_run:  # the write is where a dry-run stops
+        tally.count("poll_forms_to_create", sum(p.action == "create" for p in plan.polls))
+        tally.count("poll_forms_to_update", sum(p.action == "update" for p in plan.polls))
+        return forms
+    results = push_commands(bitrix, plan.commands, batch_size=options.batch_size,
+                            concurrency=options.concurrency, stop=options.stop)
+    for poll_plan in plan.polls:
+        r = results.get(poll_plan.command or "")
+        if r is None or r.state != "ok":
+            error = f"{r.error} {r.description}".strip() if r else "not sent"
+            logger.error("poll {}: poll form not written: {}", poll_plan.poll_id, error)
+            ledger.mark_poll_failed(poll_id=poll_plan.poll_id, error=error)
+            tally.count("poll_forms_failed")
+            # Its answers wait: pushed now, their deals would never be linked to the form.
+            forms.context.pop(poll_plan.poll_id, None)
+            forms.failed[poll_plan.poll_id] = error
+            continue
+        item_id = r.created_id if poll_plan.action == "create" else poll_plan.item_id
+        tally.written("poll_form_add" if poll_plan.action == "create" else "poll_form_update")
+        ledger.mark_poll_pushed(poll_id=poll_plan.poll_id, item_id=item_id, assigned_by_id=poll_plan.owner_id,
+                                pushed_hash=poll_plan.content_hash,
+                                problems=[p.model_dump() for p in poll_plan.problems])
+        forms.context[poll_plan.poll_id].item_id = item_id
+    return forms
