@@ -42,17 +42,20 @@ def item_field_name(name: str) -> str:
 
 
 def item_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """Fields of a legacy command as ``crm.item.batchImport`` takes them.
+
+    Multi-fields go as documented, ``EMAIL``/``PHONE`` lists of ``{VALUE, VALUE_TYPE}``:
+    the ``fm`` form is not confirmed, and a contact imported without its e-mail would be
+    duplicated by every later answer (nobody could find it by e-mail).
+    """
     out: dict[str, Any] = {}
-    fm: list[dict[str, Any]] = []
     for name, value in fields.items():
         if name in ("EMAIL", "PHONE"):
-            fm += [{"typeId": name, "valueType": v.get("VALUE_TYPE", "WORK"), "value": v["VALUE"]} for v in value]
+            out[name] = [{"VALUE": v["VALUE"], "VALUE_TYPE": v.get("VALUE_TYPE", "WORK")} for v in value]
         elif name == "CONTACT_ID":
             out["contactIds"] = [value]
         else:
             out[item_field_name(name)] = value
-    if fm:
-        out["fm"] = fm
     return out
 
 
