@@ -315,20 +315,7 @@ def create_app(settings: Any, engine: Engine, *, crm: Any = None) -> FastAPI:
         return await intake.health()
     app.add_api_route(f"{prefix}/health", health, methods=["GET"], summary="Is the store reachable?")
 
-    @app.middleware("http")
-    async def network_gate(request: Request, call_next: Any) -> Any:
-        # Deliveries check (and record) the network themselves; this covers /docs, health and the rest.
-        path = request.url.path
-        if not path.endswith(ENDPOINTS) and not intake.allowed_address(intake.client_address(request)):
-            return _reply(403, ok=False, reason="forbidden_network", message="Доступ запрещён")
-        try:
-            return await call_next(request)
-        except Exception:  # noqa: BLE001 - the reply never carries a stack trace; the log has it
-            logger.opt(exception=True).error("intake: unexpected error on {} {}", request.method,
-                                            _shown_path(path, intake.token))
-            return _reply(500, ok=False, reason="internal_error",
-                          message="Внутренняя ошибка приёмника; пакет не сохранён",
-                          description="Повторите доставку позже.")
+    app.add_middleware(_Gate, intake=intake)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -365,6 +352,44 @@ def create_app(settings: Any, engine: Engine, *, crm: Any = None) -> FastAPI:
         logger.warning("intake: neither INTAKE_TOKEN nor INTAKE_ALLOWED_NETWORKS is set: anyone who can reach "
                        "{} may deliver packets → set one (or both) before exposing it beyond this host", base)
     return app
+
+
+class _Gate:
+    """Pure ASGI middleware (starlette's BaseHTTPMiddleware costs a task and a queue per request).
+
+    Deliveries check (and record) the network themselves; this covers /docs, health and
+    the rest, and turns anything unexpected into a JSON 500 without a stack trace.
+    """
+
+    def __init__(self, app: Any, intake: Intake) -> None:
+        self.app = app
+        self.intake = intake
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        path = scope.get("path", "")
+        if not path.endswith(ENDPOINTS) and not self.intake.allowed_address(self.intake.client_address(request)):
+            await _reply(403, ok=False, reason="forbidden_network", message="Доступ запрещён")(scope, receive, send)
+            return
+        started = False
+
+        async def tracked_send(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+        try:
+            await self.app(scope, receive, tracked_send)
+        except Exception:  # noqa: BLE001 - the reply never carries a stack trace; the log has it
+            logger.opt(exception=True).error("intake: unexpected error on {} {}", scope.get("method"),
+                                            _shown_path(path, self.intake.token))
+            if not started:
+                await _reply(500, ok=False, reason="internal_error",
+                             message="Внутренняя ошибка приёмника; пакет не сохранён",
+                             description="Повторите доставку позже.")(scope, receive, send)
 
 
 def _shown_path(path: str, token: str | None) -> str:

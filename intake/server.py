@@ -7,8 +7,10 @@ lets the requests in flight finish (each stores its packet, then replies) and re
 """
 from __future__ import annotations
 
+import signal
 import socket
 import sys
+import threading
 from typing import Any, TextIO
 
 import uvicorn
@@ -46,6 +48,9 @@ def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Inherited by accepted connections: a reply's head and body go out in two writes, and
+    # with Nagle the body would wait for the client's (delayed, ~40 ms) ACK of the head.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
     sock.listen(2048)
     sock.set_inheritable(True)
@@ -67,6 +72,11 @@ def serve(app: Any, sock: socket.socket, *, out: TextIO = sys.stdout, base_path:
     server = uvicorn.Server(config)
     out.write(f"intake listening on {listening_url(sock, base_path)}\n")
     out.flush()
+    if threading.current_thread() is threading.main_thread():
+        # uvicorn re-raises the signal that stopped it once it has shut down, to the handler
+        # in place before it ran; a no-op one makes a graceful stop exit 0, not "killed by SIGTERM".
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: None)
     try:
         server.run(sockets=[sock])
     finally:

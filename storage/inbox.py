@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from datetime import datetime, time, timezone
 from typing import Any, Literal
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text, and_, exists, func, select, text, update
+from sqlalchemy import (JSON, BigInteger, Index, Integer, String, Text, and_, bindparam, exists, func, select,
+                        text, update)
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import aliased
 from sqlmodel import Field, SQLModel
@@ -108,6 +109,15 @@ A = InboxAnswerRow.__table__
 P = InboxPollRow.__table__
 R = InboxRefusedRow.__table__
 
+# The writes' statements, built once: building them per packet cost more CPU than running them.
+_NEWEST = {t.name: select(t.c.id, t.c.content_hash, t.c.stored_at).where(t.c[key] == bindparam("key"))
+           .order_by(t.c.id.desc()).limit(1) for t, key in ((A, "answer_id"), (P, "poll_id"))}
+_LAST_STORED = {t.name: select(t.c.stored_at).order_by(t.c.id.desc()).limit(1) for t in (A, P)}
+_REPEAT = {t.name: update(t).where(t.c.id == bindparam("version_id"))
+           .values(deliveries=t.c.deliveries + 1, last_delivered_at=bindparam("now")) for t in (A, P)}
+_REPEAT_NOTE = update(P).where(P.c.id == bindparam("version_id")).values(
+    deliveries=P.c.deliveries + 1, last_delivered_at=bindparam("now"), note=bindparam("note"))
+
 
 def clean_text(value: Any) -> Any:
     """``value`` with lone UTF-16 surrogates replaced by U+FFFD (no store can encode them).
@@ -161,7 +171,7 @@ class InboxStore:
     @staticmethod
     def _clock(conn: Connection, table: Any) -> datetime:
         # Never behind the newest version: the sync job's watermark must see every later one.
-        newest = conn.execute(select(table.c.stored_at).order_by(table.c.id.desc()).limit(1)).scalar()
+        newest = conn.execute(_LAST_STORED[table.name]).scalar()
         now = utc_now()
         return max(now, newest) if newest is not None else now
 
@@ -188,15 +198,18 @@ class InboxStore:
         with store_errors(self.engine, "storing packets from the portal"):
             with self.engine.begin() as conn:
                 self._lock(conn)
+                if len(ops) == 1:  # alone in its transaction: it needs no savepoint of its own
+                    name, kwargs = ops[0]
+                    return [getattr(self, f"_{name}")(conn, **kwargs)]
                 for name, kwargs in ops:
-                    savepoint = conn.begin_nested()
+                    # Plain SQL savepoints: SQLAlchemy's nested-transaction objects cost more than the write.
+                    conn.exec_driver_sql("SAVEPOINT inbox_packet")
                     try:
                         results.append(getattr(self, f"_{name}")(conn, **kwargs))
                     except Exception as exc:  # noqa: BLE001 - reported to that one caller, the rest go on
-                        savepoint.rollback()
+                        conn.exec_driver_sql("ROLLBACK TO SAVEPOINT inbox_packet")
                         results.append(exc)
-                    else:
-                        savepoint.commit()
+                    conn.exec_driver_sql("RELEASE SAVEPOINT inbox_packet")
         return results
 
     def _one(self, name: str, **kwargs: Any) -> Any:
@@ -210,33 +223,28 @@ class InboxStore:
                       size: int) -> StoreOutcome:
         body = clean_text(body)
         digest = packet_hash(body)
-        newest = conn.execute(
-            select(A.c.id, A.c.content_hash, A.c.stored_at).where(A.c.answer_id == answer_id)
-            .order_by(A.c.id.desc()).limit(1)).first()
+        newest = conn.execute(_NEWEST[A.name], {"key": answer_id}).first()
         now = utc_now()
         if newest is not None and newest.content_hash == digest:
-            conn.execute(update(A).where(A.c.id == newest.id)
-                         .values(deliveries=A.c.deliveries + 1, last_delivered_at=now))
+            conn.execute(_REPEAT[A.name], {"version_id": newest.id, "now": now})
             return StoreOutcome("repeat", newest.id, newest.stored_at)
         stored_at = self._clock(conn, A)
-        version_id = conn.execute(A.insert().values(
-            answer_id=answer_id, poll_id=poll_id, content_hash=digest, body=body, size=size,
-            stored_at=stored_at, deliveries=1, last_delivered_at=now)).inserted_primary_key[0]
+        version_id = conn.execute(A.insert(), {
+            "answer_id": answer_id, "poll_id": poll_id, "content_hash": digest, "body": body, "size": size,
+            "stored_at": stored_at, "deliveries": 1, "last_delivered_at": now}).inserted_primary_key[0]
         return StoreOutcome("new" if newest is None else "edit", version_id, stored_at)
 
     def _store_poll(self, conn: Connection, *, body: dict[str, Any], poll_id: int, content: dict[str, Any],
                     size: int, note: str | None = None) -> StoreOutcome:
         body = clean_text(body)
         digest = packet_hash(clean_text(content))
-        newest = conn.execute(
-            select(P.c.id, P.c.content_hash, P.c.stored_at).where(P.c.poll_id == poll_id)
-            .order_by(P.c.id.desc()).limit(1)).first()
+        newest = conn.execute(_NEWEST[P.name], {"key": poll_id}).first()
         now = utc_now()
         if newest is not None and newest.content_hash == digest:
-            values: dict[str, Any] = {"deliveries": P.c.deliveries + 1, "last_delivered_at": now}
             if note:
-                values["note"] = note
-            conn.execute(update(P).where(P.c.id == newest.id).values(**values))
+                conn.execute(_REPEAT_NOTE, {"version_id": newest.id, "now": now, "note": note})
+            else:
+                conn.execute(_REPEAT[P.name], {"version_id": newest.id, "now": now})
             return StoreOutcome("repeat", newest.id, newest.stored_at)
         stored_at = self._clock(conn, P)
         version_id = conn.execute(P.insert().values(
