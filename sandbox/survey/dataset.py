@@ -13,7 +13,6 @@ pre-serialised JSON bytes) so that 100,000 of them fit in a few tens of MB.
 """
 from __future__ import annotations
 
-import functools
 import json
 import random
 from bisect import bisect_right
@@ -22,6 +21,9 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, NamedTuple
 
 from sandbox.survey.clock import format_rfc3339, parse_rfc3339, to_us
+from sandbox.survey.vocabulary import (BAD_EMAILS, DOMAINS, EN_FIRST, EN_LAST, ODD_NAMES, RU_FEMALE, RU_LAST,
+                                       RU_MALE, RU_PATRONYMIC, TEST_NETS, UNKNOWN_PROGRAMMES, UTM_CAMPAIGNS,
+                                       UTM_MEDIUMS, UTM_SOURCES, UTM_TERMS, random_phone, translit)
 
 SANDBOX_DIR = Path(__file__).resolve().parent.parent
 SAMPLE_POLLS = SANDBOX_DIR / "sample_data" / "polls.json"
@@ -176,33 +178,8 @@ def build_dataset(*, answers: int, seed: int = 0, include_samples: bool = True) 
 
 # --- generation -------------------------------------------------------------------------
 
-_RU_MALE = ["Иван", "Алексей", "Дмитрий", "Сергей", "Андрей", "Михаил", "Никита", "Артём", "Павел", "Егор",
-            "Илья", "Кирилл", "Максим", "Роман", "Фёдор", "Тимур", "Глеб", "Лев"]
-_RU_FEMALE = ["Анна", "Мария", "Елена", "Дарья", "Ольга", "Екатерина", "Софья", "Полина", "Алиса",
-              "Виктория", "Ксения", "Юлия", "Наталья", "Татьяна", "Алёна", "Вера", "Ульяна"]
-_RU_LAST = ["Иванов", "Петров", "Смирнов", "Кузнецов", "Попов", "Васильев", "Соколов", "Михайлов", "Новиков",
-            "Фёдоров", "Морозов", "Волков", "Алексеев", "Лебедев", "Семёнов", "Егоров", "Павлов", "Козлов",
-            "Степанов", "Николаев", "Орлов", "Андреев", "Макаров", "Захаров", "Зайцев", "Соловьёв"]
-_RU_PATRONYMIC = ["Иванов", "Сергеев", "Александров", "Дмитриев", "Андреев", "Петров", "Михайлов", "Олегов",
-                  "Викторов", "Юрьев"]
-_EN_FIRST = ["James", "Olivia", "Liam", "Emma", "Noah", "Ava", "Lucas", "Mia", "Ethan", "Sophia", "Wei",
-             "Aisha", "Mateo", "Yuki", "Fatima", "Chloé", "Jürgen", "Priya"]
-_EN_LAST = ["Smith", "Johnson", "Brown", "Garcia", "Miller", "Davis", "Wilson", "Taylor", "Chen", "Kim",
-            "Müller", "Rossi", "O'Brien", "Nguyen", "Silva", "Kowalski", "Haddad", "Lee-Wong"]
-_ODD_NAMES = [("Имя 🎓", "О'Коннор-Щукина"), ("Jean-Luc", "D'Artagnan"), ("Анна-Мария", "Римская-Корсакова"),
-              ("  Пётр ", "Петров  "), ("ЁЖИК", "ёлкин")]
-_TRANSLIT = dict(zip("абвгдеёжзийклмнопрстуфхцчшщъыьэюя",
-                     ["a", "b", "v", "g", "d", "e", "e", "zh", "z", "i", "y", "k", "l", "m", "n", "o", "p", "r",
-                      "s", "t", "u", "f", "kh", "ts", "ch", "sh", "shch", "", "y", "", "e", "yu", "ya"], strict=True))
-_DOMAINS = ["mail.ru", "yandex.ru", "gmail.com", "example.com", "inbox.ru", "bk.ru", "outlook.com", "edu.example.org"]
-_BAD_EMAILS = ["not-an-email", "ivan@", "@mail.ru", "ivan petrov@mail.ru", "ivan@@mail.ru", "ivan@mail",
-               "почта@", "test@example..com"]
-_UNKNOWN_PROGRAMMES = ["Квантовая алхимия", "Астробиология", "Data Science (old)", "Прикладная магия",
-                       "Юриспруденция цифровое право"]
 _UNKNOWN_LEVELS = ["Неизвестный уровень", "Специалитет", "PhD", "Бакалавр"]
 _LEVELS = ["Бакалавриат", "Магистратура", "Аспирантура"]
-_UTM_SOURCES = ["yandex", "google", "vk", "telegram", "email", "partner", "hse.ru"]
-_UTM_MEDIUMS = ["cpc", "organic", "social", "newsletter", "banner", "referral"]
 _REFERERS = ["https://example.edu/master/", "https://example.edu/bachelor/", "https://example.edu/open-day/",
              "https://example.edu/programs/data-science/", "https://t.me/example_edu"]
 _USER_AGENTS = ["Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/129.0 Safari/537.36",
@@ -222,25 +199,10 @@ _POLL_TEMPLATES = [
 _NULL_EMAIL = "\x00null"  # marks a person whose email item is present but null
 _OFFSETS = ["+03:00"] * 17 + ["Z", "+00:00", "+05:00", "+05:00"]
 _SUFFIX_SECONDS = {"+03:00": 3 * 3600, "Z": 0, "+00:00": 0, "+05:00": 5 * 3600}
-_FOREIGN_PHONES = ["+44 20 7946 0958", "+1 (415) 555-0132", "+49 30 901820", "+375 29 123-45-67"]
-_BAD_PHONES = ["12345", "не помню", "+7 (916)"]
-_UTM_CAMPAIGNS = ["master-2026", "bachelor-2026", "open-day", "olymp"]
-_UTM_TERMS = ["юрист", "data science", "магистратура", "экономика"]
-_TEST_NETS = ["192.0.2", "198.51.100", "203.0.113"]
 _BURSTS = [0, 0, 0, 1, 2, 5, 12]
 _POOL_SIZE = 997
 _LEVEL_ITEMS = [f'{{"code":"level","value":{_quote(v)}}}' for v in _LEVELS]
 _UNKNOWN_LEVEL_ITEMS = [f'{{"code":"level","value":{_quote(v)}}}' for v in _UNKNOWN_LEVELS]
-
-
-_TRANSLIT_TABLE = str.maketrans({**_TRANSLIT, "'": "", " ": ""})
-
-
-@functools.lru_cache(maxsize=None)
-def _translit(text: str) -> str:
-    """A Latin mailbox name for a person's name; characters outside a-z 0-9 . - are dropped."""
-    latin = text.lower().translate(_TRANSLIT_TABLE)
-    return "".join(ch for ch in latin if ch.isascii() and (ch.isalnum() or ch in ".-"))
 
 
 def _item(code: str, value: str) -> str:
@@ -351,27 +313,27 @@ class _Generator:
     def _new_person(self, language: str) -> tuple[str, str, str | None, str | None, str | None]:
         r, pick = self.r, self.pick
         if r() < 0.01:
-            first, last = pick(_ODD_NAMES)
+            first, last = pick(ODD_NAMES)
             middle = None
         elif r() < (0.85 if language == "ru" else 0.3):
             female = r() < 0.55
-            first = pick(_RU_FEMALE if female else _RU_MALE)
-            last = pick(_RU_LAST) + ("а" if female else "")
-            middle = pick(_RU_PATRONYMIC) + ("на" if female else "ич") if r() < 0.7 else None
+            first = pick(RU_FEMALE if female else RU_MALE)
+            last = pick(RU_LAST) + ("а" if female else "")
+            middle = pick(RU_PATRONYMIC) + ("на" if female else "ич") if r() < 0.7 else None
         else:
-            first, last, middle = pick(_EN_FIRST), pick(_EN_LAST), None
+            first, last, middle = pick(EN_FIRST), pick(EN_LAST), None
         roll = r()
         if roll < 0.02:
             email = None
         elif roll < 0.03:
             email = _NULL_EMAIL
         elif roll < 0.045:
-            email = pick(_BAD_EMAILS)
+            email = pick(BAD_EMAILS)
         else:
-            local = f"{_translit(first)}.{_translit(last)}"
+            local = f"{translit(first)}.{translit(last)}"
             if r() < 0.6:
                 local += str(1 + int(r() * 9_999))
-            email = f"{local}@{pick(_DOMAINS)}"
+            email = f"{local}@{pick(DOMAINS)}"
             if r() < 0.15:
                 email = ".".join(part.capitalize() for part in email.split("."))
         return (_item("first_name", first), _item("last_name", last),
@@ -394,24 +356,7 @@ class _Generator:
         return person
 
     def _phone(self) -> str:
-        r = self.r
-        d = f"9{int(r() * 100):02d}{int(r() * 10_000_000):07d}"
-        fmt = int(r() * 9)
-        if fmt == 0:
-            return f"8{d}"
-        if fmt == 1:
-            return f"+7 ({d[:3]}) {d[3:6]}-{d[6:8]}-{d[8:]}"
-        if fmt == 2:
-            return f"+7 {d[:3]} {d[3:6]}-{d[6:8]}-{d[8:]}"
-        if fmt == 3:
-            return f"8 ({d[:3]}) {d[3:6]}-{d[6:8]}-{d[8:]}"
-        if fmt == 4:
-            return f"7-{d[:3]}-{d[3:6]}-{d[6:8]}-{d[8:]}"
-        if fmt == 5:
-            return self.pick(_FOREIGN_PHONES)
-        if fmt == 6 and r() < 0.2:
-            return self.pick(_BAD_PHONES)
-        return f"+7{d}"
+        return random_phone(self.r)
 
     # Answers ------------------------------------------------------------------------------
     def _programmes(self, options: list[str]) -> list[str]:
@@ -422,7 +367,7 @@ class _Generator:
         chosen = self.distinct(options, 1 if roll < 0.6 else 2 if roll < 0.9 else 3)
         roll = r()
         if roll < 0.03:
-            chosen.append(self.pick(_UNKNOWN_PROGRAMMES))
+            chosen.append(self.pick(UNKNOWN_PROGRAMMES))
         elif roll < 0.06:
             index = self.below(len(chosen))
             spaced = chosen[index].replace(" ", "  ", 1)
@@ -438,11 +383,11 @@ class _Generator:
         for _ in range(_POOL_SIZE):
             roll = r()
             if roll < 0.6:
-                utm = f'"utm_source":{q(pick(_UTM_SOURCES))},"utm_medium":{q(pick(_UTM_MEDIUMS))}'
+                utm = f'"utm_source":{q(pick(UTM_SOURCES))},"utm_medium":{q(pick(UTM_MEDIUMS))}'
                 if r() < 0.6:
-                    utm += f',"utm_campaign":{q(pick(_UTM_CAMPAIGNS))}'
+                    utm += f',"utm_campaign":{q(pick(UTM_CAMPAIGNS))}'
                 if r() < 0.3:
-                    utm += f',"utm_term":{q(pick(_UTM_TERMS))}'
+                    utm += f',"utm_term":{q(pick(UTM_TERMS))}'
                 self._utm_pool.append(f',"utm":{{{utm}}}')
             else:
                 self._utm_pool.append(',"utm":{}' if roll < 0.75 else "")
@@ -452,7 +397,7 @@ class _Generator:
                 if r() < 0.8:
                     meta += f',"user_agent":{q(pick(_USER_AGENTS))}'
                 if r() < 0.8:
-                    meta += f',"ip":"{pick(_TEST_NETS)}.{1 + int(r() * 254)}"'
+                    meta += f',"ip":"{pick(TEST_NETS)}.{1 + int(r() * 254)}"'
                 self._meta_pool.append(f',"meta":{{{meta}}}')
             else:
                 self._meta_pool.append(',"meta":{}' if roll < 0.8 else "")
