@@ -80,7 +80,7 @@ def main() -> None:
     with Sandbox(answers=args.history, seed=5, include_samples=False, rate_limit=None) as box, \
             tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(**box.settings_kwargs(), database_url=f"sqlite:///{tmp}/bench.sqlite3",
-                                 field_mapping=str(ROOT / "field_mapping.json"), rate_limit_per_s=args.rate)
+                                 field_mapping=str(ROOT / "examples" / "field_mapping.smart-processes.json"), rate_limit_per_s=args.rate)
         ctx = build_context(settings)
         t0 = time.monotonic()
         seeded = seed_history(box, ctx)

@@ -164,7 +164,7 @@ def bench_old(answers: int, *, existing: float, rate: float, burst: int, latency
     from sync.logs import setup_logging
 
     setup_logging(level="WARNING")
-    mapping = load_mapping(ROOT / "field_mapping.json")
+    mapping = load_mapping(ROOT / "examples" / "field_mapping.smart-processes.json")
     with Sandbox(answers=answers, seed=seed, include_samples=False, rate_limit=rate, burst=burst,
                  latency_ms=latency_ms, command_latency_ms=command_latency_ms) as box:
         seed_existing(box, existing, seed)

@@ -112,7 +112,7 @@ def job_settings(env: dict[str, str], database_url: str):
     from sync.settings import load_settings
     return load_settings(survey_api_url=env["SURVEY_API_URL"], survey_api_token=env["SURVEY_API_TOKEN"],
                          bitrix24_webhook_url=env["BITRIX24_WEBHOOK_URL"], database_url=database_url,
-                         field_mapping=str(ROOT / "field_mapping.json"), rate_limit_per_s=UNLIMITED,
+                         field_mapping=str(ROOT / "examples" / "field_mapping.smart-processes.json"), rate_limit_per_s=UNLIMITED,
                          rate_limit_burst=UNLIMITED, http_timeout_s=300, log_level="WARNING")
 
 

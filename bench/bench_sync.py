@@ -53,7 +53,7 @@ def bench(answers: int, *, existing: float, rate: float, burst: int, latency_ms:
             tempfile.TemporaryDirectory() as tmp:
         distinct = seed_existing(box, existing, seed)
         settings = load_settings(**box.settings_kwargs(), database_url=f"sqlite:///{tmp}/bench.sqlite3",
-                                 field_mapping=str(ROOT / "field_mapping.json"), rate_limit_per_s=rate,
+                                 field_mapping=str(ROOT / "examples" / "field_mapping.smart-processes.json"), rate_limit_per_s=rate,
                                  rate_limit_burst=burst, http_timeout_s=60)
         ctx = build_context(settings)
         box.bitrix.admin.reset_counters()

@@ -73,8 +73,9 @@ class AnswerStage:
         """Chunks of answers to plan and push, as the ledger selects them."""
         answer_ids = sorted(self.o.answer_ids) if self.o.answer_ids else None
         if self.o.force and answer_ids:
+            # Replay: what the CRM holds decides, not what the ledger remembers (a deleted deal is made again).
             rows = self.ledger.answer_rows(answer_ids=answer_ids)
-            yield [(r.payload, r.content_hash, dict(r.deal_ids or {}), "changed") for r in rows]
+            yield [(r.payload, r.content_hash, {}, "changed") for r in rows]
             return
         for rows in self.ledger.answers_to_push(poll_ids=sorted(self.o.poll_ids) or None, answer_ids=answer_ids,
                                                 include_attention=self.o.include_attention,
@@ -100,10 +101,10 @@ class AnswerStage:
 
     # --- one chunk -------------------------------------------------------------------------------
     def inputs(self, chunk: list[Row]) -> tuple[list[AnswerInput], list[str]]:
-        """Readable answers whose poll form exists, and the deal keys to reconcile."""
+        """Readable answers whose poll form exists, and the external keys of the deals they may have made."""
         inputs: list[AnswerInput] = []
         resolver = ProgrammeResolver(self.programmes(), self.mapping.programmes.aliases)
-        reconcile: list[str] = []
+        keys: list[str] = []
         for payload, stored_hash, deal_ids, status in chunk:
             try:
                 answer = Answer.model_validate(payload)
@@ -117,19 +118,23 @@ class AnswerStage:
                 self.tally.count("failed")
                 continue
             inputs.append(AnswerInput(answer=answer, content_hash=stored_hash or content_hash(payload),
-                                      known_deal_ids={k: int(v) for k, v in deal_ids.items()}))
-            if status in ("in_flight", "failed", "changed"):
-                reconcile += candidate_origin_ids(answer, resolver, self.mapping)
-        return inputs, reconcile
+                                      known_deal_ids={k: int(v) for k, v in deal_ids.items()},
+                                      edited=status == "changed"))
+            # Every answer, not only those the ledger doubts: a new, lost or switched store
+            # must not create again what the CRM already holds.
+            keys += candidate_origin_ids(answer, resolver, self.mapping)
+        return inputs, keys
 
     def push_chunk(self, chunk: list[Row]) -> list[int]:
-        inputs, reconcile = self.inputs(chunk)
+        inputs, keys = self.inputs(chunk)
         if not inputs:
             return []
         emails = [e for e in (normalize_email(i.answer.value_of(self.mapping.questions.email))[0] for i in inputs) if e]
-        lookups = fetch_answer_lookups(self.bitrix, self.mapping, emails=emails, origin_ids=reconcile,
+        known = [d for i in inputs for d in i.known_deal_ids.values()]
+        lookups = fetch_answer_lookups(self.bitrix, self.mapping, emails=emails, origin_ids=keys,
                                        source_name=self.source_name, programmes=self.programmes(),
-                                       concurrency=self.o.concurrency)
+                                       concurrency=self.o.concurrency,
+                                       deal_ids=known if self.mapping.deal.reuse != "never" else ())
         plan = build_answer_plan(inputs, polls=self.polls.context, lookups=lookups, mapping=self.mapping,
                                  source_name=self.source_name)
         self.tally.count("planned", len(plan.answers))

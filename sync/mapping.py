@@ -17,9 +17,9 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.errors import ConfigError
 
@@ -71,19 +71,56 @@ class Questions(_Strict):
     consent: str | None = "consent"
 
 
-class PollFormMapping(_Strict):
-    entity_type_id: int = Field(gt=0)
+Storage = Literal["smart_process", "list"]
+
+
+class _Container(_Strict):
+    """Where records live: a smart process (``crm.item.*``) or a universal list (``lists.element.*``)."""
+
+    storage: Storage = "smart_process"
+    entity_type_id: int | None = Field(default=None, gt=0)
+    iblock_type_id: str = "lists"
+    iblock_id: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _where(self) -> "_Container":
+        if self.storage == "smart_process" and self.entity_type_id is None:
+            raise ValueError("storage 'smart_process' needs entity_type_id (the smart process's id)")
+        if self.storage == "list" and self.iblock_id is None:
+            raise ValueError("storage 'list' needs iblock_id (the universal list's id)")
+        return self
+
+    @property
+    def is_list(self) -> bool:
+        return self.storage == "list"
+
+    def list_params(self) -> dict[str, Any]:
+        return {"IBLOCK_TYPE_ID": self.iblock_type_id, "IBLOCK_ID": self.iblock_id}
+
+
+class PollFormMapping(_Container):
     poll_id_field: str
     title_field: str = "title"
     owner_field: str = "assignedById"
+    url_field: str | None = None          # list property holding the poll's page
+    url_template: str | None = None       # e.g. "https://portal.example.edu/polls/{poll_id}.html"
     fields: dict[str, str] = Field(default_factory=dict)
 
     _fields_ok = field_validator("fields")(_check_field_map)
 
+    @field_validator("url_template")
+    @classmethod
+    def _url_names_known(cls, value: str | None) -> str | None:
+        unknown = set(re.findall(r"{(\w*)}", value or "")) - {"poll_id"}
+        if unknown:
+            raise ValueError(f"unknown placeholder(s) {sorted(unknown)} in {value!r}; known: ['poll_id']")
+        return value
 
-class ProgrammesMapping(_Strict):
-    entity_type_id: int = Field(gt=0)
+
+class ProgrammesMapping(_Container):
     title_field: str = "title"
+    status_field: str | None = None                           # list property with the programme's status
+    active_values: list[str] = Field(default_factory=list)    # its values meaning "active"
     aliases: dict[str, str | int] = Field(default_factory=dict)
 
 
@@ -94,6 +131,8 @@ class ContactMapping(_Strict):
     email_value_type: str = "WORK"
     phone_value_type: str = "MOBILE"
     on_create: dict[str, str] = Field(default_factory=dict)
+    # A name part the portal requires but the respondent left empty: sent as this text.
+    placeholders: dict[str, str] = Field(default_factory=dict)
 
     _fields_ok = field_validator("on_create")(_check_field_map)
 
@@ -110,7 +149,19 @@ class Enumeration(_Strict):
         return value
 
 
+class SummaryMapping(_Strict):
+    """The whole answer, readable on each of its deals."""
+
+    to: Literal["timeline", "comments", "off"] = "timeline"
+    language: Literal["ru", "en"] = "ru"
+    titles: dict[str, str] = Field(default_factory=dict)      # question code → its title in the summary
+
+
 class DealMapping(_Strict):
+    # Which deal an answer's programme lands on: "open" — the contact's open deal for that
+    # programme, else a new one; "any" — any deal of the contact for it; "never" — one deal
+    # per answer and programme, keyed by ORIGINATOR_ID/ORIGIN_ID.
+    reuse: Literal["open", "any", "never"] = "never"
     title_template: str
     title_without_programme: str
     category_id: int = Field(ge=0)
@@ -122,8 +173,14 @@ class DealMapping(_Strict):
     programme_link_field: str | None = None
     fields: dict[str, str] = Field(default_factory=dict)
     enumerations: dict[str, Enumeration] = Field(default_factory=dict)
+    summary: SummaryMapping = Field(default_factory=lambda: SummaryMapping(to="off"))
 
     _fields_ok = field_validator("fields")(_check_field_map)
+
+    @property
+    def attribution_fields(self) -> list[str]:
+        """The UTM fields: one attribution, written together (a reused deal keeps the one it has)."""
+        return [code for code, source in self.fields.items() if source.startswith("utm:")]
 
     @field_validator("title_template", "title_without_programme")
     @classmethod
@@ -143,11 +200,22 @@ class FieldMapping(_Strict):
     source_name: str = Field(min_length=1, max_length=255)
     default_responsible_user_id: int = Field(gt=0)
     phone_region: str = Field(default="RU", min_length=2, max_length=2)
+    time_zone: str = "Europe/Moscow"     # the portal's: times shown to people are in it
     questions: Questions = Field(default_factory=Questions)
     poll_form: PollFormMapping
     programmes: ProgrammesMapping
     contact: ContactMapping = Field(default_factory=ContactMapping)
     deal: DealMapping
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. 'Europe/Moscow')") from None
+        return value
 
 
 def load_mapping(path: str | Path) -> FieldMapping:

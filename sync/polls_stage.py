@@ -47,8 +47,10 @@ def sync_polls(options: RunOptions, *, ledger, bitrix, mapping: FieldMapping, ta
             for r in ledger.polls_to_push(poll_ids=poll_filter)]
     if not todo:
         return forms
+    # A list element is overwritten whole on update, so every form to write is read first;
+    # a smart-process item only when the ledger does not know it.
     lookups = fetch_poll_lookups(bitrix, mapping, owner_emails=[p.employee_email for p, _, _ in todo],
-                                 poll_ids=[p.poll_id for p, _, item in todo if item is None],
+                                 poll_ids=[p.poll_id for p, _, item in todo if item is None or mapping.poll_form.is_list],
                                  with_programmes=with_programmes)
     forms.programmes = lookups.programmes
     plan = build_poll_plan(todo, lookups, mapping)
@@ -67,8 +69,16 @@ def sync_polls(options: RunOptions, *, ledger, bitrix, mapping: FieldMapping, ta
         return forms
     results = push_commands(bitrix, plan.commands, batch_size=options.batch_size,
                             concurrency=options.concurrency, stop=options.stop)
+    existing = _already_there(bitrix, mapping, plan, results)
     for poll_plan in plan.polls:
         r = results.get(poll_plan.command or "")
+        if poll_plan.poll_id in existing:  # created meanwhile (another run, or a lost reply): found, not failed
+            tally.count("poll_forms_found")
+            ledger.mark_poll_pushed(poll_id=poll_plan.poll_id, item_id=existing[poll_plan.poll_id],
+                                    assigned_by_id=poll_plan.owner_id, pushed_hash="",
+                                    problems=[p.model_dump() for p in poll_plan.problems])
+            forms.context[poll_plan.poll_id].item_id = existing[poll_plan.poll_id]
+            continue
         if r is None or r.state != "ok":
             error = f"{r.error} {r.description}".strip() if r else "not sent"
             logger.error("poll {}: poll form not written: {}", poll_plan.poll_id, error)
@@ -85,3 +95,16 @@ def sync_polls(options: RunOptions, *, ledger, bitrix, mapping: FieldMapping, ta
                                 problems=[p.model_dump() for p in poll_plan.problems])
         forms.context[poll_plan.poll_id].item_id = item_id
     return forms
+
+
+def _already_there(bitrix, mapping: FieldMapping, plan, results) -> dict[int, int]:
+    """Poll forms whose add was refused because the element code exists: their ids, asked of the CRM.
+
+    The empty ``pushed_hash`` they are marked with makes the next run write the poll's
+    content onto the form it found.
+    """
+    refused = [p.poll_id for p in plan.polls if p.action == "create"
+               and getattr(results.get(p.command or ""), "error", "") == "ERROR_ELEMENT_ALREADY_EXISTS"]
+    if not refused:
+        return {}
+    return dict(fetch_poll_lookups(bitrix, mapping, owner_emails=[], poll_ids=refused).items_by_poll)

@@ -14,6 +14,7 @@ WRITTEN_COUNTER = {
     "contact_update": "contacts_updated",
     "deal_add": "deals_created",
     "deal_update": "deals_updated",
+    "summary_add": "summaries_added",
 }
 
 

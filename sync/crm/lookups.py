@@ -17,6 +17,7 @@ from typing import Any, Iterable, Protocol
 from loguru import logger
 
 from core.errors import RetriableError
+from core.iterables import chunks
 from sync.mapping import FieldMapping
 from sync.plan.normalize import match_key_email
 from sync.plan.models import AnswerLookups, CrmContact, CrmUser, PollLookups, Programme
@@ -83,11 +84,6 @@ def _skipped(method: str, row: dict) -> None:
                    ", ".join(f"{k}={str(v)[:20]!r}" for k, v in list(row.items())[:4]))
 
 
-def chunks(items: list, size: int) -> Iterable[list]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
-
-
 def read_commands(client: ReadClient, commands: dict[str, tuple[str, dict]], *,
                   concurrency: int = 1) -> dict[str, Any]:
     """Run read commands 50 to a batch; a list command with more pages is followed to its end.
@@ -134,24 +130,41 @@ def read_commands(client: ReadClient, commands: dict[str, tuple[str, dict]], *,
     return pages
 
 
-def _programmes_query(mapping: FieldMapping) -> dict:
+def _programmes_command(mapping: FieldMapping) -> tuple[str, dict]:
     pm = mapping.programmes
-    return {"entityTypeId": pm.entity_type_id, "select": ["id", pm.title_field], "order": {"id": "ASC"}}
+    if pm.is_list:
+        return "lists.element.get", {**pm.list_params(), "ELEMENT_ORDER": {"ID": "ASC"}}
+    return "crm.item.list", {"entityTypeId": pm.entity_type_id, "select": ["id", pm.title_field],
+                             "order": {"id": "ASC"}}
 
 
 def fetch_programmes(client: ReadClient, mapping: FieldMapping) -> list[Programme]:
-    return _programmes_from(list(client.list_all("crm.item.list", _programmes_query(mapping))), mapping)
+    method, params = _programmes_command(mapping)
+    return _programmes_from(list(client.list_all(method, params)), mapping)
+
+
+def _property_values(value: Any) -> list[str]:
+    """A list element's property: ``{"<value id>": "v"}``, a list, or a plain value → its values as text."""
+    if isinstance(value, dict):
+        return [_text(v) for v in value.values()]
+    if isinstance(value, list):
+        return [_text(v) for v in value]
+    return [_text(value)] if value not in (None, "") else []
 
 
 def _programmes_from(rows: list, mapping: FieldMapping) -> list[Programme]:
     pm = mapping.programmes
+    method = "lists.element.get (programmes)" if pm.is_list else "crm.item.list (programmes)"
     programmes = []
-    for row in _rows(rows, "crm.item.list"):
+    for row in _rows(rows, method):
         item_id = _id(row.get("id", row.get("ID")))
         if item_id is None:
-            _skipped("crm.item.list (programmes)", row)
+            _skipped(method, row)
             continue
-        programmes.append(Programme(id=item_id, title=_text(row.get(pm.title_field))))
+        active = True
+        if pm.status_field and pm.active_values:
+            active = bool(set(_property_values(row.get(pm.status_field))) & set(pm.active_values))
+        programmes.append(Programme(id=item_id, title=_text(row.get(pm.title_field)), active=active))
     return programmes
 
 
@@ -168,15 +181,20 @@ def fetch_poll_lookups(client: ReadClient, mapping: FieldMapping, *, owner_email
         commands[f"user_{i}"] = ("user.get", {"FILTER": {"EMAIL": email}})
     poll_ids = sorted(set(poll_ids))
     for i, group in enumerate(chunks(poll_ids, LIST_PAGE)):
-        commands[f"pf_{i}"] = ("crm.item.list", {"entityTypeId": pf.entity_type_id,
-                                                 "filter": {f"@{pf.poll_id_field}": group},
-                                                 "select": ["id", pf.poll_id_field], "order": {"id": "ASC"}})
+        if pf.is_list:  # the element's code is the poll id: unique in the list, a natural key
+            commands[f"pf_{i}"] = ("lists.element.get", {**pf.list_params(),
+                                                         "FILTER": {"=CODE": [str(p) for p in group]}})
+        else:
+            commands[f"pf_{i}"] = ("crm.item.list", {"entityTypeId": pf.entity_type_id,
+                                                     "filter": {f"@{pf.poll_id_field}": list(group)},
+                                                     "select": ["id", pf.poll_id_field], "order": {"id": "ASC"}})
     if with_programmes:
-        commands["programmes"] = ("crm.item.list", _programmes_query(mapping))
+        commands["programmes"] = _programmes_command(mapping)
     pages = read_commands(client, commands) if commands else {}
     lookups = PollLookups()
     if with_programmes:
-        rows = [row for page in pages.get("programmes", []) for row in _rows(page, "crm.item.list", key="items")]
+        key = None if mapping.programmes.is_list else "items"
+        rows = [row for page in pages.get("programmes", []) for row in _rows(page, "programmes", key=key)]
         lookups.programmes = _programmes_from(rows, mapping)
     for i, email in enumerate(emails):
         for page in pages.get(f"user_{i}", []):
@@ -195,70 +213,101 @@ def fetch_poll_lookups(client: ReadClient, mapping: FieldMapping, *, owner_email
         if not name.startswith("pf_"):
             continue
         for page in result_pages:
-            for row in _rows(page, "crm.item.list (poll forms)", key="items"):
-                poll_id, item_id = _id(row.get(pf.poll_id_field)), _id(row.get("id", row.get("ID")))
+            for row in _rows(page, "poll forms", key=None if pf.is_list else "items"):
+                if pf.is_list:
+                    poll_id = _id(row.get("CODE")) or _id(_first_value(row.get(pf.poll_id_field)))
+                else:
+                    poll_id = _id(row.get(pf.poll_id_field))
+                item_id = _id(row.get("id", row.get("ID")))
                 if poll_id is None:
                     continue
                 if item_id is None:
-                    _skipped("crm.item.list (poll forms)", row)
+                    _skipped("poll forms", row)
                     continue
                 if poll_id not in lookups.items_by_poll or item_id < lookups.items_by_poll[poll_id]:
                     lookups.items_by_poll[poll_id] = item_id
+                    if pf.is_list:
+                        lookups.elements_by_poll[poll_id] = row
     return lookups
+
+
+def _first_value(value: Any) -> Any:
+    values = _property_values(value)
+    return values[0] if values else None
 
 
 def fetch_answer_lookups(client: ReadClient, mapping: FieldMapping, *, emails: Iterable[str],
                          origin_ids: Iterable[str], source_name: str,
-                         programmes: list[Programme], concurrency: int = 1) -> AnswerLookups:
-    """Existing contacts for ``emails`` (with their fields) and deals for ``origin_ids``."""
+                         programmes: list[Programme], concurrency: int = 1,
+                         deal_ids: Iterable[int] = ()) -> AnswerLookups:
+    """Existing contacts for ``emails`` (with their fields) and the deals that may already exist.
+
+    Deals are asked of the CRM by their external keys (``origin_ids``) and, when the mapping
+    reuses deals, by the contacts found; then the summaries those deals already carry.
+    Three rounds at most, each one ``batch`` per 50 commands.
+    """
+    from sync.crm.deal_lookups import deal_commands, fetch_summaries, read_deals
+
     emails = sorted(set(emails))
-    origin_ids = sorted(set(origin_ids))
     commands: dict[str, tuple[str, dict]] = {}
     for i, group in enumerate(chunks(emails, FINDBYCOMM_VALUES)):
-        commands[f"dup_{i}"] = ("crm.duplicate.findbycomm", {"type": "EMAIL", "values": group,
+        commands[f"dup_{i}"] = ("crm.duplicate.findbycomm", {"type": "EMAIL", "values": list(group),
                                                              "entity_type": "CONTACT"})
-    for i, group in enumerate(chunks(origin_ids, LIST_PAGE)):
-        commands[f"deals_{i}"] = ("crm.deal.list", {"filter": {"ORIGINATOR_ID": source_name, "@ORIGIN_ID": group},
-                                                    "select": ["ID", "ORIGIN_ID"], "order": {"ID": "ASC"}})
+    origin_ids = sorted(set(origin_ids))
+    commands.update(deal_commands(mapping, contact_ids=[], origin_ids=origin_ids, source_name=source_name,
+                                  deal_ids=deal_ids))
     pages = read_commands(client, commands, concurrency=concurrency) if commands else {}
     contact_ids: set[int] = set()
-    deals_by_origin: dict[str, int] = {}
-    wanted = set(origin_ids)
     for name, result_pages in pages.items():
+        if not name.startswith("dup_"):
+            continue
         for page in result_pages:
-            if name.startswith("dup_") and isinstance(page, dict):
-                found = page.get("CONTACT") or []
-                for value in found.values() if isinstance(found, dict) else found if isinstance(found, list) else []:
-                    if _id(value) is not None:
-                        contact_ids.add(_id(value))
-            elif name.startswith("deals_"):
-                for row in _rows(page, "crm.deal.list"):
-                    key = _text(row.get("ORIGIN_ID"))
-                    if key in wanted:
-                        deal_id = _id(row.get("ID"))
-                        if deal_id is None:
-                            _skipped("crm.deal.list", row)
-                            continue
-                        deals_by_origin[key] = min(deal_id, deals_by_origin.get(key, deal_id))
-    contacts = fetch_contacts(client, sorted(contact_ids), concurrency=concurrency)
+            found = (page.get("CONTACT") or []) if isinstance(page, dict) else []
+            for value in found.values() if isinstance(found, dict) else found if isinstance(found, list) else []:
+                if _id(value) is not None:
+                    contact_ids.add(_id(value))
+    deals = read_deals(pages, mapping)
+    contacts, by_contact = fetch_contacts(client, sorted(contact_ids), concurrency=concurrency,
+                                          mapping=mapping, source_name=source_name)
+    deals.update(by_contact)
+    fetch_summaries(client, mapping, deals, concurrency=concurrency)
     wanted_emails = set(emails)
     by_email: dict[str, list[CrmContact]] = {}
     for contact in contacts:
         for value in {match_key_email(e) for e in contact.emails}:
             if value in wanted_emails:
                 by_email.setdefault(value, []).append(contact)
-    return AnswerLookups(programmes=programmes, contacts_by_email=by_email, deals_by_origin=deals_by_origin)
+    wanted = set(origin_ids)
+    deals_by_origin: dict[str, int] = {}
+    deals_by_contact: dict[int, list[int]] = {}
+    for deal in sorted(deals.values(), key=lambda d: d.id):
+        if deal.originator_id in (source_name, "") and deal.origin_id in wanted:
+            deals_by_origin.setdefault(deal.origin_id, deal.id)
+        if deal.contact_id is not None:
+            deals_by_contact.setdefault(deal.contact_id, []).append(deal.id)
+    return AnswerLookups(programmes=programmes, contacts_by_email=by_email, deals_by_origin=deals_by_origin,
+                         deals=deals, deals_by_contact=deals_by_contact)
 
 
-def fetch_contacts(client: ReadClient, ids: list[int], *, concurrency: int = 1) -> list[CrmContact]:
+def fetch_contacts(client: ReadClient, ids: list[int], *, concurrency: int = 1, mapping: FieldMapping | None = None,
+                   source_name: str = "") -> tuple[list[CrmContact], dict]:
+    """The contacts ``ids`` with their fields, and (when ``mapping`` reuses deals) their deals, in one round."""
     if not ids:
-        return []
-    commands = {f"ct_{i}": ("crm.contact.list", {"filter": {"@ID": group},
+        return [], {}
+    from sync.crm.deal_lookups import deal_commands, read_deals
+
+    commands = {f"ct_{i}": ("crm.contact.list", {"filter": {"@ID": list(group)},
                                                  "select": ["ID", "NAME", "LAST_NAME", "SECOND_NAME", "EMAIL", "PHONE"],
                                                  "order": {"ID": "ASC"}})
                 for i, group in enumerate(chunks(ids, LIST_PAGE))}
+    if mapping is not None:
+        commands.update(deal_commands(mapping, contact_ids=ids, origin_ids=[], source_name=source_name))
     found: dict[int, CrmContact] = {}
-    for result_pages in read_commands(client, commands, concurrency=concurrency).values():
+    pages = read_commands(client, commands, concurrency=concurrency)
+    deals = read_deals(pages, mapping) if mapping is not None else {}
+    for name, result_pages in pages.items():
+        if not name.startswith("ct_"):
+            continue
         for page in result_pages:
             for row in _rows(page, "crm.contact.list"):
                 contact_id = _id(row.get("ID"))
@@ -269,4 +318,4 @@ def fetch_contacts(client: ReadClient, ids: list[int], *, concurrency: int = 1) 
                     id=contact_id, name=_text(row.get("NAME")), last_name=_text(row.get("LAST_NAME")),
                     second_name=_text(row.get("SECOND_NAME")), emails=_multi_values(row.get("EMAIL")),
                     phones=_multi_values(row.get("PHONE")))
-    return [found[i] for i in sorted(found)]
+    return [found[i] for i in sorted(found)], deals

@@ -216,30 +216,28 @@ class AnswerOutcome:
 
 
 class OutcomeTracker:
-    """Collects command results and says when each answer of the plan is settled."""
+    """Collects command results and says when each answer of the plan is settled.
+
+    An answer is pushed only when every command it needs succeeded: its contact's create
+    or fill-in, its deals, their summaries. None of them is a courtesy: a failed fill-in
+    would leave the admissions office without the phone it needs, so it is retried like
+    the rest.
+    """
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
-        self.commands_of: dict[int, set[str]] = {}
+        self.commands_of: dict[int, set[str]] = {a.answer_id: set() for a in plan.answers}
         self.results: dict[str, CommandResult] = {}
-        self._waiting: dict[int, int] = {}              # answer id → commands without a result yet
         self._answers_of: dict[str, list[int]] = {}     # command name → answers it settles
         self._answer = {a.answer_id: a for a in plan.answers}
-        contacts = {c.email: c for c in plan.contacts}
-        self._contact_of = {a.answer_id: contacts.get(a.contact_email) for a in plan.answers if a.contact_email}
-        by_name = {c.name for c in plan.commands}
-        for answer in plan.answers:
-            names = {d.command for d in answer.deals}
-            contact = self._contact_of.get(answer.answer_id)
-            # A fill-empty update of an existing contact is a courtesy: its failure is logged,
-            # it does not hold back the answer whose deals were made.
-            if contact is not None and contact.action == "create" and contact.command:
-                names.add(contact.command)
-            names &= by_name
-            self.commands_of[answer.answer_id] = names
-            self._waiting[answer.answer_id] = len(names)
-            for name in names:
-                self._answers_of.setdefault(name, []).append(answer.answer_id)
+        self._method = {c.name: c.method for c in plan.commands}
+        self._contact_of = {answer_id: c for c in plan.contacts for answer_id in c.answer_ids}
+        for command in plan.commands:
+            for answer_id in dict.fromkeys(command.answer_ids):
+                if answer_id in self.commands_of:
+                    self.commands_of[answer_id].add(command.name)
+                    self._answers_of.setdefault(command.name, []).append(answer_id)
+        self._waiting = {answer_id: len(names) for answer_id, names in self.commands_of.items()}
 
     def add(self, results: dict[str, CommandResult]) -> list[AnswerOutcome]:
         """Record ``results``; return the answers whose last command just got its result."""
@@ -273,7 +271,20 @@ class OutcomeTracker:
         failures = [r for r in mine if r.state != "ok"]
         if failures:
             first = failures[0]
+            if _deleted(first, self._method.get(first.name, "")):
+                return AnswerOutcome(answer.answer_id, "failed", contact_id, deal_ids, retryable=False,
+                                     error=f"deleted_in_crm: {first.name}: the record was deleted in Bitrix24 "
+                                           f"({first.error or 'error'} {first.description}".strip() + "); "
+                                           f"`cli.py replay --answer {answer.answer_id}` creates it again")
             text = f"{first.name}: {first.error or 'error'} {first.description}".strip()
             return AnswerOutcome(answer.answer_id, "failed", contact_id, deal_ids, error=text,
                                  retryable=all(r.retryable for r in failures))
         return AnswerOutcome(answer.answer_id, "pushed", contact_id, deal_ids)
+
+
+def _deleted(result: CommandResult, method: str) -> bool:
+    """An update of a record that is gone: deterministic, never retried, never silently re-created."""
+    if not method.endswith(".update") and method != "crm.timeline.comment.add":
+        return False
+    text = f"{result.error} {result.description}".lower()
+    return "not found" in text or "not_found" in text

@@ -23,6 +23,20 @@ class Problem(BaseModel):
 class Programme(BaseModel):
     id: int
     title: str
+    active: bool = True
+
+
+class CrmDeal(BaseModel):
+    """A deal as the look-ups found it: what deciding reuse and filling empty fields needs."""
+
+    id: int
+    contact_id: int | None = None
+    originator_id: str = ""
+    origin_id: str = ""
+    open: bool = True
+    programme_id: int | None = None
+    fields: dict[str, Any] = Field(default_factory=dict)   # current values of the fields the job may write
+    summaries: set[str] = Field(default_factory=set)       # "<answer id>:<version>" of summaries it carries
 
 
 class CrmUser(BaseModel):
@@ -56,11 +70,15 @@ class AnswerLookups(BaseModel):
     programmes: list[Programme] = Field(default_factory=list)
     contacts_by_email: dict[str, list[CrmContact]] = Field(default_factory=dict)
     deals_by_origin: dict[str, int] = Field(default_factory=dict)
+    deals: dict[int, CrmDeal] = Field(default_factory=dict)               # every deal found, by id
+    deals_by_contact: dict[int, list[int]] = Field(default_factory=dict)  # contact id → its deals' ids
 
 
 class PollLookups(BaseModel):
     users_by_email: dict[str, CrmUser] = Field(default_factory=dict)
     items_by_poll: dict[int, int] = Field(default_factory=dict)
+    # List storage: each poll form's current properties (an update overwrites the whole element).
+    elements_by_poll: dict[int, dict[str, Any]] = Field(default_factory=dict)
     programmes: list[Programme] | None = None  # read in the same batch when the run needs them too
 
 
@@ -82,7 +100,8 @@ class Command(BaseModel):
     params: dict[str, Any]
     answer_ids: list[int] = Field(default_factory=list)
     poll_id: int | None = None
-    kind: Literal["poll_form_add", "poll_form_update", "contact_add", "contact_update", "deal_add", "deal_update"]
+    kind: Literal["poll_form_add", "poll_form_update", "contact_add", "contact_update", "deal_add", "deal_update",
+                  "summary_add"]
     external_key: str = ""
     depends_on: list[str] = Field(default_factory=list)
 

@@ -42,7 +42,8 @@ SEVERITY: dict[str, str] = {
     "programme_alias": "info",
     "no_programme": "info",
     "duplicate_contacts": "info",
-    "name_truncated": "info",
+    "value_cut": "warning",
+    "inactive_programme": "warning",
 }
 
 _RETRY_RU = "затем запустите `cli.py retry`."
@@ -110,10 +111,14 @@ PROBLEMS: dict[str, dict[str, ProblemMessage]] = {
             "Ответ «{value}» для поля {field} не входит в список допустимых ({known}); поле оставлено пустым.",
             "Добавьте значение в список поля в Bitrix24 и в раздел `enumerations` файла field_mapping.json; "
             "в уже созданных сделках заполните поле вручную."),
-        "name_truncated": ProblemMessage(
-            "Имя сокращено",
-            "Поле «{field}» длиннее {max} символов и обрезано.",
-            "Ничего делать не нужно; при желании проверьте имя в контакте."),
+        "value_cut": ProblemMessage(
+            "Значение обрезано",
+            "Поле «{field}» в Битрикс24 вмещает {kept} символов, а в ответе их {length}: записаны первые {kept}.",
+            "Проверьте значение в карточке; полный текст ответа есть в комментарии к сделке."),
+        "inactive_programme": ProblemMessage(
+            "Программа неактивна",
+            "Программа «{programme}» (элемент {programme_id}) есть в списке только как неактивная; сделка связана с ней.",
+            "Если программа снова набирает, сделайте элемент активным; иначе свяжите сделку с нужной программой вручную."),
         "invalid_value": ProblemMessage(
             "Ответ в неожиданном виде",
             "Ответ на вопрос «{question}» (поле «{field}») имеет неожиданный вид и пропущен.",
@@ -195,10 +200,14 @@ PROBLEMS: dict[str, dict[str, ProblemMessage]] = {
             "Answer '{value}' for field {field} is not one of the allowed values ({known}); the field is left empty.",
             "Add the value to the field's list in Bitrix24 and to `enumerations` in field_mapping.json; fill "
             "the field by hand on deals already made."),
-        "name_truncated": ProblemMessage(
-            "Name shortened",
-            "The {field} was longer than {max} characters and was cut.",
-            "Nothing to do; check the name on the contact if you like."),
+        "value_cut": ProblemMessage(
+            "Value cut",
+            "Field {field} holds {kept} characters in Bitrix24; the answer had {length}: the first {kept} were written.",
+            "Check the value on the record; the whole answer is in the deal's comment."),
+        "inactive_programme": ProblemMessage(
+            "Inactive programme",
+            "Programme '{programme}' (element {programme_id}) exists only as inactive; the deal is linked to it.",
+            "If the programme admits again, make its element active; otherwise link the deal to the right programme."),
         "invalid_value": ProblemMessage(
             "Answer in an unexpected form",
             "The answer to question '{question}' (field {field}) has an unexpected form and was skipped.",

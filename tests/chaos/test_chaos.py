@@ -99,11 +99,11 @@ def census(box, job: Job, resolver: ProgrammeResolver) -> tuple[int, int, list[s
 def _resolver() -> ProgrammeResolver:
     portal = json.loads((ROOT / "sandbox" / "portal.json").read_text(encoding="utf-8"))
     programmes = [Programme(id=i["id"], title=i["title"]) for i in portal["smart_processes"][1]["items"]]
-    return ProgrammeResolver(programmes, load_mapping(ROOT / "field_mapping.json").programmes.aliases)
+    return ProgrammeResolver(programmes, load_mapping(ROOT / "examples" / "field_mapping.smart-processes.json").programmes.aliases)
 
 
 def _env(box: Sandbox, store_url: str) -> dict[str, str]:
-    return {**os.environ, **box.env(), "DATABASE_URL": store_url, "FIELD_MAPPING": str(ROOT / "field_mapping.json"),
+    return {**os.environ, **box.env(), "DATABASE_URL": store_url, "FIELD_MAPPING": str(ROOT / "examples" / "field_mapping.smart-processes.json"),
             "HTTP_TIMEOUT_S": "1.5", "MAX_ATTEMPTS": "8", "CHUNK_SIZE": "100", "LOG_LEVEL": "ERROR",
             "LOOKBACK_MINUTES": "10", "PYTHONPATH": str(ROOT)}
 

@@ -79,7 +79,7 @@ def test_killed_runs_then_a_final_run_sync_every_answer_exactly_once(tmp_path):
     rng = random.Random(7)
     store = f"sqlite:///{tmp_path}/store.sqlite3"
     with Sandbox(answers=400, seed=3, rate_limit=None, latency_ms=20, command_latency_ms=2) as box:
-        env = {**os.environ, **box.env(), "DATABASE_URL": store, "FIELD_MAPPING": str(ROOT / "field_mapping.json"),
+        env = {**os.environ, **box.env(), "DATABASE_URL": store, "FIELD_MAPPING": str(ROOT / "examples" / "field_mapping.smart-processes.json"),
                "HTTP_TIMEOUT_S": "5", "CHUNK_SIZE": "100", "LOG_LEVEL": "WARNING"}
         cmd = [sys.executable, str(ROOT / "cli.py"), "sync"]
         kills = 0

@@ -24,7 +24,7 @@ def cli(env, *args, timeout=120, cwd=None):
 
 
 def job_env(box, store_url, **extra):
-    return {**os.environ, **box.env(), "DATABASE_URL": store_url, "FIELD_MAPPING": str(ROOT / "field_mapping.json"),
+    return {**os.environ, **box.env(), "DATABASE_URL": store_url, "FIELD_MAPPING": str(ROOT / "examples" / "field_mapping.smart-processes.json"),
             "HTTP_TIMEOUT_S": "5", **{k: str(v) for k, v in extra.items()}}
 
 
@@ -136,7 +136,7 @@ def test_status_lists_runs_and_answers_needing_attention(job):
 def test_retry_pushes_an_answer_after_the_mapping_is_fixed(job, tmp_path):
     job.run()
     assert job.ledger().get_answer(814573990).status == "needs_attention"
-    mapping = json.loads((ROOT / "field_mapping.json").read_text(encoding="utf-8"))
+    mapping = json.loads((ROOT / "examples" / "field_mapping.smart-processes.json").read_text(encoding="utf-8"))
     mapping["programmes"]["aliases"]["Квантовая алхимия"] = "Прикладная математика и информатика"
     fixed = tmp_path / "mapping.json"
     fixed.write_text(json.dumps(mapping, ensure_ascii=False), encoding="utf-8")

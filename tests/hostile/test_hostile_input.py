@@ -38,7 +38,7 @@ from sync.crm.push import created_id, push_commands
 from tests.conftest import ROOT, Job
 
 CORPUS_PATH = Path(__file__).with_name("corpus.json")
-MAPPING = load_mapping(ROOT / "field_mapping.json")
+MAPPING = load_mapping(ROOT / "examples" / "field_mapping.smart-processes.json")
 
 
 # --- the corpus -----------------------------------------------------------------------------------
@@ -435,7 +435,7 @@ ODD_CONTACT_ROWS = {  # PHP object-shaped list, ids as strings, nulls, numbers a
 
 def test_contact_lookups_read_odd_shapes_and_skip_unusable_rows():
     client = FakeReads({"dup_": {"CONTACT": {"0": 501, "1": "502", "2": None, "3": True}, "LEAD": [9], "extra": 1},
-                        "deals_": {"0": {"ID": "77", "ORIGIN_ID": "1:100", "MORE": True},
+                        "dk_": {"0": {"ID": "77", "ORIGIN_ID": "1:100", "MORE": True},
                                    "1": {"ID": None, "ORIGIN_ID": "1:101"}, "2": ["junk"],
                                    "3": {"ID": "78", "ORIGIN_ID": 5}},
                         "ct_": ODD_CONTACT_ROWS})
@@ -494,7 +494,7 @@ def test_contact_rows_through_the_real_client_with_extra_sections_and_fields():
                 "result_unexpected": {"ct_0": 1}},
             "time": {"start": 1.0}, "unexpected": "field"})
         client = Bitrix24Client(url, sleep=lambda s: None)
-        contacts = fetch_contacts(client, [501])
+        contacts, _ = fetch_contacts(client, [501])
     assert [(c.id, c.name, c.emails) for c in contacts] == [(501, "Иван", ["ivan@example.com"])]
 
 

@@ -9,7 +9,7 @@ import pytest
 from loguru import logger
 
 ROOT = Path(__file__).resolve().parents[2]
-FIELD_MAPPING = ROOT / "field_mapping.json"
+FIELD_MAPPING = ROOT / "examples" / "field_mapping.smart-processes.json"
 
 
 @pytest.fixture

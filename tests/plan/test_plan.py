@@ -14,7 +14,7 @@ from sync.plan.models import AnswerLookups, CrmContact, CrmUser, PollContext, Po
 ROOT = Path(__file__).resolve().parents[2]
 PORTAL = json.loads((ROOT / "sandbox" / "portal.json").read_text(encoding="utf-8"))
 SAMPLES = {a["answer_id"]: a for a in json.loads((ROOT / "sandbox/sample_data/answers.json").read_text())["answers"]}
-MAPPING = load_mapping(ROOT / "field_mapping.json")
+MAPPING = load_mapping(ROOT / "examples" / "field_mapping.smart-processes.json")
 PROGRAMMES = [Programme(id=i["id"], title=i["title"]) for i in PORTAL["smart_processes"][1]["items"]]
 POLLS = {430131691: PollContext(poll_id=430131691, poll_name="Опрос абитуриентов 2023", item_id=7, owner_id=1),
          430131702: PollContext(poll_id=430131702, poll_name="Master's open day 2025", item_id=8, owner_id=17)}
@@ -49,7 +49,7 @@ def test_existing_contact_reused_and_one_deal_per_programme():
     assert fields["ASSIGNED_BY_ID"] == 1 and fields["PARENT_ID_1036"] == 7
     assert fields["UTM_SOURCE"] == "yandex" and fields["UTM_TERM"] == "юрист"
     assert fields["UF_CRM_COOKIES"] == "_ga=GA1.2.1234567890.1697000000; _ym_uid=1697000000123456789"
-    assert fields["UF_CRM_LEVEL"] == "46" and fields["UF_CRM_CONSENT"] is True
+    assert fields["UF_CRM_LEVEL"] == "46" and fields["UF_CRM_CONSENT"] == 1  # booleans as 1/0: "N" is truthy in PHP
     assert fields["ORIGINATOR_ID"] == "survey-platform" and fields["ORIGIN_ID"] == "814573981:100"
     assert fields["TITLE"] == "Цифровой юрист — Петров Иван"
     assert not any(c.method == "crm.contact.add" for c in plan.commands)
@@ -156,7 +156,7 @@ def test_hostile_values_do_not_crash_the_planner():
     plan = plan_for(extra=[raw])
     add = next(c for c in plan.commands if c.method == "crm.contact.add")
     assert len(add.params["fields"]["NAME"]) == 50
-    assert {"name_truncated", "invalid_value", "invalid_phone"} <= codes(plan.answers[0])
+    assert {"value_cut", "invalid_value", "invalid_phone"} <= codes(plan.answers[0])
 
 
 def test_inactive_poll_owner_falls_back_to_default_user_with_warning():

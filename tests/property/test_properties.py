@@ -35,7 +35,7 @@ from sync.plan.models import (AnswerLookups, Command, CrmContact, CrmUser, PollC
                               Ref)
 
 ROOT = Path(__file__).resolve().parents[2]
-MAPPING = load_mapping(ROOT / "field_mapping.json")
+MAPPING = load_mapping(ROOT / "examples" / "field_mapping.smart-processes.json")
 PORTAL = json.loads((ROOT / "sandbox" / "portal.json").read_text(encoding="utf-8"))
 PROGRAMMES = [Programme(id=i["id"], title=i["title"]) for i in PORTAL["smart_processes"][1]["items"]]
 POLLS = {430131691: PollContext(poll_id=430131691, poll_name="Опрос абитуриентов 2023", item_id=7, owner_id=1),

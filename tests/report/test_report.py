@@ -223,7 +223,7 @@ def test_planner_output_for_the_sample_answers_leaks_nothing(fmt):
     plan = build_answer_plan([AnswerInput(answer=Answer.model_validate(a)) for a in raw],
                              polls={430131691: PollContext(poll_id=430131691, poll_name="Магистратура 2025",
                                                            owner_id=23)},
-                             lookups=lookups, mapping=load_mapping(ROOT / "field_mapping.json"))
+                             lookups=lookups, mapping=load_mapping(ROOT / "examples" / "field_mapping.smart-processes.json"))
     assert any(d.title.endswith("Петров Иван") for a in plan.answers for d in a.deals)  # titles do carry names
     text = render_report(summary_of(plan), fmt=fmt)
     personal = PERSONAL + ["Alex", "Smith", "Пётр", "student@", "edited@", "NEW.APPLICANT", "Ivan.Petrov"]
@@ -470,7 +470,7 @@ def test_summary_line():
 
 KNOWN_CODES = {"missing_email", "invalid_email", "invalid_phone", "unknown_poll", "unknown_programme",
                "ambiguous_programme", "alias_target_missing", "all_programmes_unknown", "programme_normalised",
-               "programme_alias", "no_programme", "duplicate_contacts", "unknown_enum_value", "name_truncated",
+               "programme_alias", "no_programme", "duplicate_contacts", "unknown_enum_value", "value_cut", "inactive_programme",
                "invalid_value", "unknown_owner", "inactive_owner", "invalid_record"}
 
 
@@ -515,7 +515,7 @@ def test_every_known_code_renders_without_unfilled_placeholders(language):
     params = {"value": "x", "poll_id": 1, "given": "g", "candidates": ["a", "b"], "target": "t",
               "programme": "p", "contact_ids": [1, 2], "chosen": 1, "field": "first_name", "known": ["k"],
               "max": 50, "question": "q", "employee_email": "e@x.ru", "user_id": 3, "default_user_id": 17,
-              "error": "bad"}
+              "error": "bad", "length": 60, "kept": 50, "programme_id": 716}
     for code in KNOWN_CODES:
         text = problem_text(Problem(code=code, severity="info", params=params), language)
         assert "?" not in text and "{" not in text, (code, text)
