@@ -25,7 +25,7 @@ from sync.plan.models import (AnswerLookups, AnswerPlan, Command, ContactPlan, C
 from sync.plan.normalize import clean_text, normalize_email, normalize_phone, normalize_title, phone_digits
 from sync.plan.polls import build_poll_plan, resolve_owner
 from sync.plan.programmes import ProgrammeResolver, chosen_programmes
-from sync.plan.summary import summary_text
+from sync.plan.summary import answer_version, summary_text
 from sync.plan.values import NAME_MAX, TITLE_MAX, cut, question, render_title, shown, source_value
 from sync.source.models import Answer
 
@@ -324,7 +324,7 @@ class _AnswerPlanner:
         """The summary to write on the target deal, or None when it carries this version already."""
         if self.mapping.deal.summary.to == "off":
             return None
-        version = item.content_hash[:8]
+        version = answer_version(item.answer)
         if target.deal is not None and f"{item.answer.answer_id}:{version}" in target.deal.summaries:
             return None
         edited = item.edited or (target.deal is not None and any(

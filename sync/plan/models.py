@@ -111,7 +111,7 @@ class DealPlan(BaseModel):
     programme_key: str
     programme_id: int | None
     programme_title: str | None
-    action: Literal["create", "update"]
+    action: Literal["create", "update", "reuse"]   # reuse: a deal someone else made, filled and annotated
     deal_id: int | None = None
     command: str
     title: str

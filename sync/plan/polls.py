@@ -52,6 +52,9 @@ def build_poll_plan(polls: Iterable[tuple[Poll, str, int | None]], lookups: Poll
             known.setdefault(poll.poll_id, known_item)
     for poll, content_hash, known_item in latest.values():
         owner_id, problems = resolve_owner(poll.employee_email, lookups, mapping)
+        if poll.status == "unregistered":  # answers named it, the portal never registered it
+            problems = [Problem(code="unregistered_poll", severity="warning",
+                                params={"poll_id": poll.poll_id, "default_user_id": owner_id})]
         # The CRM first: a form found by its poll id is the form, whatever the ledger remembers.
         item_id = lookups.items_by_poll.get(poll.poll_id) or known_item or known.get(poll.poll_id)
         title = cut(clean_text(poll.poll_name)[0], field=pf.title_field, limit=TITLE_MAX, problems=problems)

@@ -7,6 +7,8 @@ without a title in the mapping appear under their own names.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -31,6 +33,16 @@ _META_SHOWN = {"url", "form_kind", "mailingListSubscription"}
 
 def summary_tag(answer_id: int, version: str) -> str:
     return f"[#{answer_id}:{version[:8]}]"
+
+
+def answer_version(answer: Answer) -> str:
+    """What the respondent sent, as 8 hex digits: the same in every store, whenever it was read.
+
+    Not the ledger's content hash, which covers ``updated_at`` too: a lost store re-reading
+    the same answer must recognise the summary it finds on the deal.
+    """
+    body = answer.model_dump(mode="json", exclude={"updated_at", "ignored"})
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()[:8]
 
 
 def _text(value: Any, t: dict) -> str:

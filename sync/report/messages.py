@@ -43,6 +43,7 @@ SEVERITY: dict[str, str] = {
     "no_programme": "info",
     "duplicate_contacts": "info",
     "value_cut": "warning",
+    "unregistered_poll": "warning",
     "inactive_programme": "warning",
 }
 
@@ -111,6 +112,12 @@ PROBLEMS: dict[str, dict[str, ProblemMessage]] = {
             "Ответ «{value}» для поля {field} не входит в список допустимых ({known}); поле оставлено пустым.",
             "Добавьте значение в список поля в Bitrix24 и в раздел `enumerations` файла field_mapping.json; "
             "в уже созданных сделках заполните поле вручную."),
+        "unregistered_poll": ProblemMessage(
+            "Опрос не зарегистрирован",
+            "Ответы пришли на опрос {poll_id}, который портал не регистрировал: опросная форма создана по номеру, "
+            "ответственный — пользователь {default_user_id}.",
+            "Попросите администратора портала заново включить интеграцию для опроса: название и ответственный "
+            "обновятся сами."),
         "value_cut": ProblemMessage(
             "Значение обрезано",
             "Поле «{field}» в Битрикс24 вмещает {kept} символов, а в ответе их {length}: записаны первые {kept}.",
@@ -200,6 +207,12 @@ PROBLEMS: dict[str, dict[str, ProblemMessage]] = {
             "Answer '{value}' for field {field} is not one of the allowed values ({known}); the field is left empty.",
             "Add the value to the field's list in Bitrix24 and to `enumerations` in field_mapping.json; fill "
             "the field by hand on deals already made."),
+        "unregistered_poll": ProblemMessage(
+            "Poll not registered",
+            "Answers came for poll {poll_id}, which the portal never registered: its form was made from the id, "
+            "owned by user {default_user_id}.",
+            "Ask the portal's administrator to switch the integration off and on for the poll: the name and "
+            "owner then update by themselves."),
         "value_cut": ProblemMessage(
             "Value cut",
             "Field {field} holds {kept} characters in Bitrix24; the answer had {length}: the first {kept} were written.",

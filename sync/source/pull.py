@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Protocol
 
 from loguru import logger
@@ -87,6 +87,11 @@ def pull(survey: SurveyReader, ledger, *, since: datetime | None, poll_ids: set[
 
     known = {row.poll_id for row in ledger.poll_rows(poll_ids=None) if row.status != "deleted"}
     everything = known | set(listed) | unreadable
+    answered = getattr(survey, "answer_poll_ids", None)
+    if answered is not None:  # a pushing source: answers may come for a poll it never registered
+        answered_ids = set(answered())
+        _stage_unregistered(ledger, sorted(answered_ids - known - set(listed)), only=poll_ids, run_id=run_id)
+        everything |= answered_ids
     targets = sorted(everything & poll_ids if poll_ids else everything)
     for poll_id in targets:
         if stop is not None and stop.is_set():  # each staged page moved its own watermark: safe to stop
@@ -113,3 +118,21 @@ def pull(survey: SurveyReader, ledger, *, since: datetime | None, poll_ids: set[
             result.deleted_polls.append(poll_id)
             ledger.mark_poll_deleted(poll_id=poll_id)
     return result
+
+
+UNREGISTERED_AT = datetime(2000, 1, 1, tzinfo=timezone.utc)  # older than any registration, which then wins
+
+
+def unregistered_poll(poll_id: int) -> dict[str, Any]:
+    """What is known of a poll that answers name but nobody registered: its id."""
+    stamp = UNREGISTERED_AT.isoformat()
+    return {"poll_id": poll_id, "poll_name": f"Опросная форма #{poll_id}", "poll_language": "", "employee_email": "",
+            "status": "unregistered", "created_at": stamp, "updated_at": stamp, "questions": []}
+
+
+def _stage_unregistered(ledger, poll_ids: list[int], *, only: set[int] | None, run_id: str) -> None:
+    wanted = [p for p in poll_ids if not only or p in only]
+    if wanted:
+        logger.warning("answers came for {} poll(s) never registered ({}); their poll forms are made from what "
+                       "is known", len(wanted), ", ".join(map(str, wanted[:10])))
+        ledger.stage_polls(polls=[unregistered_poll(p) for p in wanted], watermark=None, run_id=run_id)

@@ -470,7 +470,7 @@ def test_summary_line():
 
 KNOWN_CODES = {"missing_email", "invalid_email", "invalid_phone", "unknown_poll", "unknown_programme",
                "ambiguous_programme", "alias_target_missing", "all_programmes_unknown", "programme_normalised",
-               "programme_alias", "no_programme", "duplicate_contacts", "unknown_enum_value", "value_cut", "inactive_programme",
+               "programme_alias", "no_programme", "duplicate_contacts", "unknown_enum_value", "value_cut", "inactive_programme", "unregistered_poll",
                "invalid_value", "unknown_owner", "inactive_owner", "invalid_record"}
 
 

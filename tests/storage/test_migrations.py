@@ -28,15 +28,15 @@ def bare_engine(store_url):
 
 def test_migrate_creates_every_table_and_reports_the_revision(bare_engine):
     assert schema_status(bare_engine) == (None, head_revision())
-    assert migrate(bare_engine) == ["0001"]
+    assert migrate(bare_engine) == ["0001", "0002"]
     assert TABLES <= set(inspect(bare_engine).get_table_names())
-    assert schema_status(bare_engine) == ("0001", "0001")
+    assert schema_status(bare_engine) == ("0002", "0002")
 
 
 def test_migrate_twice_is_noop(bare_engine):
     migrate(bare_engine)
     assert migrate(bare_engine) == []
-    assert schema_status(bare_engine) == ("0001", "0001")
+    assert schema_status(bare_engine) == ("0002", "0002")
 
 
 def test_indexes_exist(bare_engine):
@@ -58,7 +58,7 @@ def test_migrate_works_from_any_working_directory(store_url, tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     engine = make_engine(store_url)
     try:
-        assert migrate(engine) == ["0001"]
+        assert migrate(engine) == ["0001", "0002"]
     finally:
         engine.dispose()
 
@@ -74,7 +74,7 @@ def test_downgrade_to_base_and_up_again(bare_engine):
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, "base")
     assert set(inspect(bare_engine).get_table_names()) <= {"alembic_version"}
-    assert migrate(bare_engine) == ["0001"]
+    assert migrate(bare_engine) == ["0001", "0002"]
 
 
 MIGRATE_SCRIPT = """
@@ -99,10 +99,10 @@ def test_concurrent_starts_migrate_once(store_url):
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
         results.append(json.loads(out.strip().splitlines()[-1]))
-    assert sorted(results) == [[], [], ["0001"]]
+    assert sorted(results) == [[], [], ["0001", "0002"]]
     engine = make_engine(store_url)
     try:
-        assert schema_status(engine) == ("0001", "0001")
+        assert schema_status(engine) == ("0002", "0002")
     finally:
         engine.dispose()
 
@@ -118,7 +118,7 @@ def test_alembic_command_line_works_from_elsewhere(store_url, tmp_path):
     assert run.returncode == 0, run.stderr
     engine = make_engine(store_url)
     try:
-        assert schema_status(engine) == ("0001", "0001")
+        assert schema_status(engine) == ("0002", "0002")
     finally:
         engine.dispose()
 
@@ -134,4 +134,4 @@ def test_store_from_a_newer_version_is_store_error(bare_engine):
     with pytest.raises(StoreError, match="newer version") as caught:
         migrate(bare_engine)
     assert "'0099'" in str(caught.value)
-    assert schema_status(bare_engine) == ("0099", "0001")
+    assert schema_status(bare_engine) == ("0099", "0002")
