@@ -13,6 +13,7 @@ from storage.db import default_sqlite_url, make_engine, migrate, redact_url, sch
 from storage.ledger import Ledger, PushedResult, StageCounts, content_hash
 from storage.lock import run_lock
 from storage.tables import AnswerRow, LockRow, PollRow, RunRow, WatermarkRow
+from storage import inbox  # noqa: F401,E402  (registers the intake's inbox tables in the same metadata)
 
 __all__ = [
     "AnswerRow",

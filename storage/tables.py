@@ -163,7 +163,3 @@ class LockRow(SQLModel, table=True):
     pid: int = Field(sa_type=Integer, nullable=False)
     host: str = Field(sa_type=String(255), nullable=False)
     since: datetime = Field(sa_type=UTCDateTime, nullable=False)
-
-
-# The intake inbox tables live in storage.inbox; importing it registers them in the same metadata.
-from storage import inbox as _inbox  # noqa: E402,F401

@@ -13,6 +13,7 @@ from typing import Any
 
 from alembic import context
 
+import storage.inbox  # noqa: F401  (the intake's inbox tables, in the same metadata)
 from storage import tables
 
 config = context.config

@@ -18,7 +18,7 @@ import re
 from typing import Any, Iterable
 
 from core.iterables import chunks
-from sync.crm.lookups import LIST_PAGE, ReadClient, _id, _rows, _skipped, _text, read_commands
+from sync.crm.reads import LIST_PAGE, ReadClient, _id, _rows, _skipped, _text, read_commands
 from sync.mapping import FieldMapping
 from sync.plan.models import CrmDeal
 
