@@ -227,7 +227,7 @@ def rows(method: str, result: Any, key: str | None = None) -> list[dict]:
         lists = [v for v in page.values() if isinstance(v, list)]
         if len(page) == 1 and len(lists) == 1:
             page = lists[0]
-        elif all(isinstance(v, dict) for v in page.values()):
+        elif all(isinstance(v, dict) for v in page.values()) or all(str(k).isdigit() for k in page):
             page = list(page.values())  # rows keyed by index or ID (a PHP array that is not a list)
         else:
             hint = "; pass key= naming the list" if key is None else f"; it has no {key!r} list"

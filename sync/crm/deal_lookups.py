@@ -18,7 +18,8 @@ import re
 from typing import Any, Iterable
 
 from core.iterables import chunks
-from sync.crm.reads import LIST_PAGE, ReadClient, _id, _rows, _skipped, _text, read_commands
+from sync.clients import rows
+from sync.crm.reads import LIST_PAGE, ReadClient, _id, _skipped, _text, read_commands
 from sync.mapping import FieldMapping
 from sync.plan.models import CrmDeal
 
@@ -94,7 +95,7 @@ def read_deals(pages: dict[str, list[Any]], mapping: FieldMapping) -> dict[int, 
         if not name.startswith(("dk_", "dc_", "di_")):
             continue
         for page in result_pages:
-            for row in _rows(page, "crm.deal.list"):
+            for row in rows("crm.deal.list", page):
                 deal = _deal(row, mapping)
                 if deal is not None:
                     deals[deal.id] = deal
@@ -113,5 +114,5 @@ def fetch_summaries(client: ReadClient, mapping: FieldMapping, deals: dict[int, 
     for name, result_pages in read_commands(client, commands, concurrency=concurrency).items():
         deal = deals[int(name.split("_", 1)[1])]
         for page in result_pages:
-            for row in _rows(page, "crm.timeline.comment.list"):
+            for row in rows("crm.timeline.comment.list", page):
                 deal.summaries |= {f"{a}:{v}" for a, v in SUMMARY_MARKER.findall(_text(row.get("COMMENT")))}

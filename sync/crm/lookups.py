@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from core.iterables import chunks
+from sync.clients import rows
 from sync.crm.deal_lookups import deal_commands, fetch_summaries, read_deals
-from sync.crm.reads import (FINDBYCOMM_VALUES, LIST_PAGE, ReadClient, _id, _multi_values, _rows, _skipped, _text,
+from sync.crm.reads import (FINDBYCOMM_VALUES, LIST_PAGE, ReadClient, _id, _multi_values, _skipped, _text,
                             read_commands)
 from sync.mapping import FieldMapping
 from sync.plan.normalize import match_key_email
@@ -38,11 +39,11 @@ def _property_values(value: Any) -> list[str]:
     return [_text(value)] if value not in (None, "") else []
 
 
-def _programmes_from(rows: list, mapping: FieldMapping) -> list[Programme]:
+def _programmes_from(found: list, mapping: FieldMapping) -> list[Programme]:
     pm = mapping.programmes
     method = "lists.element.get (programmes)" if pm.is_list else "crm.item.list (programmes)"
     programmes = []
-    for row in _rows(rows, method):
+    for row in rows(method, found):
         item_id = _id(row.get("id", row.get("ID")))
         if item_id is None:
             _skipped(method, row)
@@ -80,11 +81,11 @@ def fetch_poll_lookups(client: ReadClient, mapping: FieldMapping, *, owner_email
     lookups = PollLookups()
     if with_programmes:
         key = None if mapping.programmes.is_list else "items"
-        rows = [row for page in pages.get("programmes", []) for row in _rows(page, "programmes", key=key)]
-        lookups.programmes = _programmes_from(rows, mapping)
+        found = [row for page in pages.get("programmes", []) for row in rows("programmes", page, key=key)]
+        lookups.programmes = _programmes_from(found, mapping)
     for i, email in enumerate(emails):
         for page in pages.get(f"user_{i}", []):
-            for row in _rows(page, "user.get"):
+            for row in rows("user.get", page):
                 if match_key_email(_text(row.get("EMAIL"))) != email:
                     continue
                 user_id = _id(row.get("ID"))
@@ -99,7 +100,7 @@ def fetch_poll_lookups(client: ReadClient, mapping: FieldMapping, *, owner_email
         if not name.startswith("pf_"):
             continue
         for page in result_pages:
-            for row in _rows(page, "poll forms", key=None if pf.is_list else "items"):
+            for row in rows("poll forms", page, key=None if pf.is_list else "items"):
                 if pf.is_list:
                     poll_id = _id(row.get("CODE")) or _id(_first_value(row.get(pf.poll_id_field)))
                 else:
@@ -191,7 +192,7 @@ def fetch_contacts(client: ReadClient, ids: list[int], *, concurrency: int = 1, 
         if not name.startswith("ct_"):
             continue
         for page in result_pages:
-            for row in _rows(page, "crm.contact.list"):
+            for row in rows("crm.contact.list", page):
                 contact_id = _id(row.get("ID"))
                 if contact_id is None:
                     _skipped("crm.contact.list", row)

@@ -26,23 +26,6 @@ class ReadClient(Protocol):
     def list_all(self, method: str, params: dict | None = None, **kwargs) -> Iterable[dict]: ...
 
 
-def _rows(page: Any, method: str, key: str | None = None) -> list[dict]:
-    """The rows of one result page, whatever container PHP gave them in (``key``: a wrapping object's list)."""
-    if key is not None and isinstance(page, dict) and key in page:
-        page = page[key]
-    if isinstance(page, dict):
-        page = list(page.values())
-    if not isinstance(page, list):
-        if page not in (None, "", False):
-            logger.warning("Bitrix24 {}: a result of type {} where rows were expected; ignored", method,
-                           type(page).__name__)
-        return []
-    rows = [row for row in page if isinstance(row, dict)]
-    if len(rows) < len(page):
-        logger.warning("Bitrix24 {}: {} row(s) that are not objects; ignored", method, len(page) - len(rows))
-    return rows
-
-
 def _id(value: Any) -> int | None:
     """A positive id from ``7``, ``"7"`` or ``7.0``; None for anything else."""
     if isinstance(value, bool):
