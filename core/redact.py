@@ -89,27 +89,35 @@ def redact(text: Any) -> str:
     return text
 
 
+# ``scheme://user:password@`` in a string that is not a valid URL.
+_USERINFO_PASSWORD = re.compile(r"(://[^/:@]*:)[^@/]*@")
+
+
 def redact_url(url: Any) -> str:
     """A URL safe to show: webhook secret, password and credential query values as ``***``.
 
-    Works on anything ``str()``-able, including a ``SecretStr`` holding a URL and
-    strings that are not valid URLs (then it is plain ``redact()``).
+    Works on anything ``str()``-able, including a ``SecretStr`` holding a URL, database
+    URLs (``sqlite:///path`` keeps its three slashes; a user without a password stays
+    readable) and strings that are not valid URLs (then what sits between ``user:`` and
+    ``@`` is masked too, before plain ``redact()``).
     """
     text = _plain(url)
     try:
         parts = urlsplit(text)
     except ValueError:
-        return redact(text)
+        return redact(_USERINFO_PASSWORD.sub(r"\1" + MASK + "@", text))
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, _, hostport = netloc.rpartition("@")
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:{MASK}@{hostport}" if ":" in userinfo else f"{MASK}@{hostport}"
+        if ":" in userinfo:
+            netloc = f"{userinfo.split(':', 1)[0]}:{MASK}@{hostport}"
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
         if any(k.lower() in _SECRET_QUERY_KEYS for k, _ in pairs):
             query = urlencode([(k, MASK if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs], safe="*")
+    if netloc == parts.netloc and query == parts.query:
+        return redact(text)  # nothing to mask here: keep the URL exactly as written
     rebuilt = urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
     return redact(rebuilt)
 

@@ -31,14 +31,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from core.clock import utc_now
+
 DEFAULT_HEALTH_FILE = Path("data/heartbeat.json")
 GRACE = timedelta(minutes=10)
 STALE_INTERVALS = 3
 DEFAULT_INTERVAL_S = 300
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def heartbeat_path(explicit: str | os.PathLike[str] | None = None) -> Path:

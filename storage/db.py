@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +32,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from core.errors import StoreError
+from core.redact import redact_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 30.0
@@ -47,16 +47,6 @@ read_options: dict[str, Any] = {SQLITE_BEGIN: "DEFERRED"}
 def default_sqlite_url(data_dir: str | Path = "./data") -> str:
     """The default store: ``sqlite:///<data_dir>/sync.sqlite3`` (``sqlite:///./data/sync.sqlite3``)."""
     return f"sqlite:///{str(data_dir).rstrip('/')}/{SQLITE_FILENAME}"
-
-
-def redact_url(database_url: str | URL) -> str:
-    """The URL with its password replaced by ``***`` (for messages and logs)."""
-    try:
-        url = database_url if isinstance(database_url, URL) else make_url(str(database_url).strip())
-        return url.render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):
-        # Unparseable: still never show what sits between "user:" and "@".
-        return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", str(database_url))
 
 
 def normalise_url(database_url: str) -> URL:

@@ -18,9 +18,9 @@ from __future__ import annotations
 import re
 from typing import Any, Iterator, Sequence
 
+from sync.clients.bitrix24 import MAX_BATCH
 from sync.plan.models import Command, Ref
 
-MAX_BATCH = 50
 # What the batch would take for a reference: "$" + section + a "[...]" path somewhere in the same word.
 _LOOKS_LIKE_REF = re.compile(r"\$(?=(?:result|next|total|time|error)\S*\[)", re.IGNORECASE)
 
