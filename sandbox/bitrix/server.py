@@ -129,6 +129,8 @@ class BitrixEmulator:
     ``time.time``); ``sleep``: how ``latency_ms``/``command_latency_ms`` wait (default
     ``time.sleep``; a test passes one that moves its clock).
     ``tls``: an ``ssl.SSLContext`` to serve HTTPS; ``require_https``: refuse plain-http calls.
+    ``enforce_required``: contacts missing a field the portal flags required are refused
+    (``crm.enforce_required``; whether the real portal does so is unconfirmed).
     """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, portal: dict | None = None,
@@ -143,7 +145,7 @@ class BitrixEmulator:
                  clock: Callable[[], float] | None = None, sleep: Callable[[float], None] | None = None,
                  bad_credentials_status: int = 401,
                  require_https: bool = False, tls: ssl.SSLContext | None = None, slow_s: float = 2.0,
-                 batch_import_max: int = 20, utc_offset_hours: float = 3.0) -> None:
+                 batch_import_max: int = 20, utc_offset_hours: float = 3.0, enforce_required: bool = False) -> None:
         plan = plan_profile(profile)
         self.profile = plan.name
         rate_limit = plan.rate if rate_limit is FROM_PROFILE else rate_limit
@@ -171,7 +173,8 @@ class BitrixEmulator:
         self.bucket = LeakyBucket(rate_limit, burst, clock=self.clock)
         self.operating = OperatingLimiter(operating_limit_s or None, clock=self.clock)
         self._portal = portal if portal is not None else load_portal(portal_path)
-        self.crm = CRM(self._portal, clock=self.clock, tz=self.tz, caller_id=self.user_id)
+        self.crm = CRM(self._portal, clock=self.clock, tz=self.tz, caller_id=self.user_id,
+                       enforce_required=enforce_required)
         self._counters_lock = threading.Lock()
         self.reset_counters()
         self._server = LoopbackServer(_Handler, owner=self, host=host, port=port, ssl_context=tls)
@@ -550,6 +553,14 @@ class AdminHandle:
         crm = self._e.crm
         with crm.lock:
             return [crm.dump_item(entity_type_id, i) for i in crm.items[entity_type_id].ids]
+
+    def list_elements(self, iblock_id: int) -> list[dict]:
+        """Elements of universal list ``iblock_id`` (17 poll forms, 18 programmes on the real portal)."""
+        return self._e.crm.dump_list_elements(iblock_id)
+
+    def timeline_comments(self, entity_type: str | None = None, entity_id: int | None = None) -> list[dict]:
+        """Timeline comments, oldest first; of one record when ``entity_type``/``entity_id`` are given."""
+        return self._e.crm.dump_timeline_comments(entity_type, entity_id)
 
     def counters(self) -> dict:
         return self._e.counters()
