@@ -52,9 +52,10 @@ class Context:
     def bitrix_client(self, *, timeout: float | None = None, max_attempts: int | None = None) -> Any:
         from sync.clients.bitrix24 import Bitrix24Client
         s = self.settings
-        return Bitrix24Client(s.bitrix24_webhook_url, timeout=timeout or s.http_timeout_s,
+        return Bitrix24Client(s.bitrix24_webhook_url, timeout=timeout or s.bitrix24_timeout_s,
                               rate_per_s=s.rate_limit_per_s, burst=s.rate_limit_burst,
-                              max_attempts=max_attempts or s.max_attempts)
+                              max_attempts=max_attempts or s.max_attempts,
+                              operating_limit_s=s.operating_limit_s or None, operating_margin=s.operating_margin)
 
     @cached_property
     def engine(self) -> Any:
@@ -91,8 +92,12 @@ def execute(ctx: Context, options: RunOptions, *, progress: Callable[[str, int],
         from storage.ledger import Ledger
         from storage.snapshot import snapshot_of
         with snapshot_of(ctx.engine) as copy:
-            return run(options, survey=ctx.survey, bitrix=ctx.bitrix, ledger=Ledger(copy), mapping=ctx.mapping,
-                       progress=progress)
+            ledger = Ledger(copy)
+            before = ledger.needing_attention_ids()
+            summary = run(options, survey=ctx.survey, bitrix=ctx.bitrix, ledger=ledger, mapping=ctx.mapping,
+                          progress=progress)
+            add_backlog(summary, ledger, before)  # what the backlog would be after this run
+            return summary
     from storage.lock import run_lock
 
     from sync.report.metrics import write_metrics
@@ -100,6 +105,7 @@ def execute(ctx: Context, options: RunOptions, *, progress: Callable[[str, int],
 
     with run_lock(ctx.engine, database_url=ctx.settings.database_url, holder=options.command):
         ctx.ledger.mark_stale_runs_interrupted()
+        before = ctx.ledger.needing_attention_ids()
         started: list = []  # run() puts its summary here first, so an aborted run is reported too
         try:
             return run(options, survey=ctx.survey, bitrix=ctx.bitrix, ledger=ctx.ledger, mapping=ctx.mapping,
@@ -107,9 +113,26 @@ def execute(ctx: Context, options: RunOptions, *, progress: Callable[[str, int],
         finally:
             if started:
                 summary = started[0]
+                add_backlog(summary, ctx.ledger, before)
                 logger.bind(run_id=summary.run_id[:8]).info("{}", format_summary_line(summary, language="en"))
                 if ctx.settings.metrics_file is not None:
                     write_metrics(summary, ctx.settings.metrics_file)
+
+
+def add_backlog(summary: RunSummary, ledger: Any, before: set[int]) -> None:
+    """Put the store's attention backlog on ``summary``: the total, how many are new, the oldest.
+
+    A run that adds nothing must still say what waits for a person, or the backlog
+    vanishes from the summary line and the metrics after the run that created it.
+    """
+    try:
+        after = ledger.needing_attention_ids()
+        summary.attention_oldest_seen_at = ledger.oldest_needing_attention() if after else None
+    except Exception as exc:  # the run's own outcome matters more than this count
+        logger.warning("could not count the answers needing attention: {}", exc)
+        return
+    summary.attention_backlog = len(after)
+    summary.attention_new = len(after - before)
 
 
 def stage_one(ctx: Context, *, answer_id: int, poll_id: int | None) -> None:

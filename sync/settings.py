@@ -67,7 +67,14 @@ class Settings(BaseSettings):
     rate_limit_per_s: float = Field(2.0, gt=0)
     rate_limit_burst: int = Field(50, ge=1)
     push_concurrency: int = Field(3, ge=1, le=8, description="Independent batches in flight at once")
-    http_timeout_s: float = Field(30.0, gt=0)
+    http_timeout_s: float = Field(30.0, gt=0, description="HTTP timeout of the survey platform's API")
+    # Longer than the portal's ~60 s cut-off (bitrix24-rest.md §10): a client that gives up
+    # first turns a slow success into an unknown outcome that must be reconciled.
+    bitrix24_timeout_s: float = Field(75.0, gt=0, description="HTTP timeout of Bitrix24 requests (> the 60 s cut-off)")
+    operating_limit_s: float = Field(480.0, ge=0, description="Bitrix24 operating time per method per 10 minutes "
+                                                               "(0: do not pace by it)")
+    operating_margin: float = Field(0.85, gt=0, le=1, description="Share of OPERATING_LIMIT_S a method may use "
+                                                                  "before its calls wait for the window to free")
     max_attempts: int = Field(6, ge=1)
     source_name: str | None = Field(None, description="ORIGINATOR_ID of deals; overrides the mapping's source_name")
     schedule_every_s: int = Field(300, ge=10)
