@@ -131,6 +131,8 @@ def _smart_process_fields(portal: Portal, mapping: FieldMapping, section: str, e
 
 def _poll_forms(portal: Portal, mapping: FieldMapping) -> tuple[str, list[Problem]]:
     pf = mapping.poll_form
+    if pf.is_list:  # checks_lists checks it
+        raise Skip(f"poll forms live in universal list {pf.iblock_id}: see 'poll form list'")
     wanted: list[tuple[str, str, str | None]] = [
         ("poll_form.poll_id_field", pf.poll_id_field, "poll:poll_id"),
         ("poll_form.title_field", pf.title_field, "poll:poll_name"),
@@ -141,6 +143,8 @@ def _poll_forms(portal: Portal, mapping: FieldMapping) -> tuple[str, list[Proble
 
 def _programmes(portal: Portal, mapping: FieldMapping) -> tuple[str, list[Problem]]:
     pm = mapping.programmes
+    if pm.is_list:  # checks_lists checks it
+        raise Skip(f"programmes live in universal list {pm.iblock_id}: see 'programme list'")
     return _smart_process_fields(portal, mapping, "programmes", pm.entity_type_id,
                                  [("programmes.title_field", pm.title_field, "question:programmes")])
 

@@ -13,6 +13,9 @@ def survey_check(ck: Checklist, settings: Any) -> None:
     """One GET /polls?limit=1 with the doctor's short timeout."""
     from sync.clients.survey import SurveyClient
     name = "survey API"
+    if getattr(settings, "survey_source", "api") == "intake":
+        ck.skip(name, "SURVEY_SOURCE is intake: answers come from the intake's inbox, not the survey API")
+        return
     try:
         client = SurveyClient(settings.survey_api_url, settings.survey_api_token,
                               timeout=min(settings.http_timeout_s, DOCTOR_TIMEOUT_S), polls_page_size=1,

@@ -5,6 +5,7 @@ from typing import Any
 
 from sync.doctor.checklist import Check, Checklist
 from sync.doctor.checks_bitrix import bitrix_checks
+from sync.doctor.checks_lists import list_checks
 from sync.doctor.checks_mapping import portal_checks
 from sync.doctor.checks_settings import mapping_check, settings_check
 from sync.doctor.checks_store import store_check
@@ -29,6 +30,7 @@ def run_checks(settings: Any = None) -> list[Check]:
     client, missing = bitrix_checks(ck, settings)
     try:
         portal_checks(ck, client, mapping, missing, str(settings.field_mapping))
+        list_checks(ck, client, mapping, str(settings.field_mapping))
     finally:
         if client is not None:
             client.close()
