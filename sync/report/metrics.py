@@ -30,11 +30,30 @@ def render_metrics(summary: RunSummary) -> str:
         ("last_run_bitrix24_retries", "Retried Bitrix24 requests in the last run.", summary.bitrix_retries),
         ("last_run_survey_requests", "Requests the last run made to the survey API.", summary.survey_requests),
     ]
+    if summary.attention_backlog is not None:
+        # The store's backlog, not the run's: an alert on it keeps firing until someone deals with it.
+        oldest = summary.attention_oldest_seen_at
+        gauges += [
+            ("answers_needing_attention", "Answers in the store needing attention after the last run (all runs).",
+             summary.attention_backlog),
+            ("last_run_answers_needing_attention_new", "Answers that started needing attention in the last run.",
+             summary.attention_new or 0),
+            ("answers_needing_attention_oldest_age_seconds",
+             "How long the longest-waiting answer needing attention has waited since first seen (0: none).",
+             max(0.0, (finished - oldest).total_seconds()) if oldest is not None else 0),
+        ]
     lines = []
     for name, help_text, value in gauges:
         lines += [f"# HELP {PREFIX}_{name} {help_text}", f"# TYPE {PREFIX}_{name} gauge",
-                  f"{PREFIX}_{name} {float(value):g}"]
+                  f"{PREFIX}_{name} {_number(value)}"]
     return "\n".join(lines) + "\n"
+
+
+def _number(value: float | int) -> str:
+    """Exact: ``%g`` keeps 6 digits, which rounds a unix time to 1000 s and big counts likewise."""
+    if isinstance(value, bool) or isinstance(value, int):
+        return str(int(value))
+    return repr(float(value))
 
 
 def write_metrics(summary: RunSummary, path: Path) -> Path:
