@@ -96,7 +96,10 @@ def execute(ctx: Context, options: RunOptions, *, progress: Callable[[str, int],
             before = ledger.needing_attention_ids()
             summary = run(options, survey=ctx.survey, bitrix=ctx.bitrix, ledger=ledger, mapping=ctx.mapping,
                           progress=progress)
-            add_backlog(summary, ledger, before)  # what the backlog would be after this run
+            # What the backlog would be after this run: the copy never records a push's outcome,
+            # so the answers the plan leaves needing attention are added from the plan.
+            planned = {a.answer_id for a in summary.plan.answers if a.needs_attention} if summary.plan else set()
+            add_backlog(summary, ledger, before, also=planned)
             return summary
     from storage.lock import run_lock
 
@@ -119,14 +122,14 @@ def execute(ctx: Context, options: RunOptions, *, progress: Callable[[str, int],
                     write_metrics(summary, ctx.settings.metrics_file)
 
 
-def add_backlog(summary: RunSummary, ledger: Any, before: set[int]) -> None:
+def add_backlog(summary: RunSummary, ledger: Any, before: set[int], *, also: set[int] = frozenset()) -> None:
     """Put the store's attention backlog on ``summary``: the total, how many are new, the oldest.
 
     A run that adds nothing must still say what waits for a person, or the backlog
     vanishes from the summary line and the metrics after the run that created it.
     """
     try:
-        after = ledger.needing_attention_ids()
+        after = ledger.needing_attention_ids() | also
         summary.attention_oldest_seen_at = ledger.oldest_needing_attention() if after else None
     except Exception as exc:  # the run's own outcome matters more than this count
         logger.warning("could not count the answers needing attention: {}", exc)

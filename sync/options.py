@@ -32,6 +32,8 @@ class RunOptions:
     bulk: bool = False           # create contacts and deals with crm.item.batchImport (skips CRM automation)
     stop: threading.Event | None = None   # set by SIGTERM: finish the batches in flight, send no more
     source_name: str | None = None
+    # A dry-run waits this long for a real run to finish before copying the store (0: skip at once).
+    lock_wait_s: float = 0.0
 
     @property
     def stopping(self) -> bool:
@@ -53,6 +55,11 @@ class RunSummary(BaseModel):
     bitrix_retries: int = 0
     survey_requests: int = 0
     plan: Plan | None = None
+    # The store's backlog after the run, whatever this run did: a run that adds nothing still
+    # reports what is waiting for a person (None: not measured, e.g. the store failed).
+    attention_backlog: int | None = None
+    attention_new: int | None = None              # of the backlog, answers that entered it during this run
+    attention_oldest_seen_at: datetime | None = None  # first seen of the longest-waiting answer in it
 
     @property
     def needs_attention(self) -> int:

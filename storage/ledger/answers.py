@@ -278,11 +278,60 @@ class AnswerLedger(LedgerBase):
                 counts[status] = n
         return counts
 
-    def needing_attention(self, limit: int = 100) -> list[AnswerRow]:
-        """Answers an operator must look at: ``needs_attention`` and non-retryable ``failed``, by ``answer_id``."""
-        t = _answers
-        cond = or_(t.c.status == NEEDS_ATTENTION, and_(t.c.status == FAILED, t.c.retryable == false()))
-        return self._answer_select(cond, limit=limit)
+    def needing_attention(
+        self, limit: int | None = 100, *, poll_ids: Iterable[int] | None = None, reason: str | None = None
+    ) -> list[AnswerRow]:
+        """Answers an operator must look at: ``needs_attention`` and non-retryable ``failed``, by ``answer_id``.
+
+        ``limit=None`` returns them all; ``poll_ids`` keeps those polls' answers; ``reason``
+        keeps answers carrying a problem of that code (``failed`` rows match the reason
+        ``failed``, as their cause is a free-text error rather than a code).
+        """
+        cond = _attention_condition(poll_ids)
+        if reason is None:
+            return self._answer_select(cond, limit=limit)
+        # Problems are a JSON list whose shape differs by backend: filter in Python, in id order, page by page.
+        found: list[AnswerRow] = []
+        after: int | None = None
+        while limit is None or len(found) < limit:
+            page_cond = cond if after is None else and_(cond, _answers.c.answer_id > after)
+            page = self._answer_select(page_cond, limit=IN_CHUNK)
+            if not page:
+                break
+            found.extend(row for row in page if reason in attention_reasons(row))
+            after = page[-1].answer_id
+        return found if limit is None else found[:limit]
+
+    def count_needing_attention(self, *, poll_ids: Iterable[int] | None = None) -> int:
+        """How many answers ``needing_attention`` would list without a limit."""
+        with self._read("counting answers needing attention") as conn:
+            return int(conn.execute(select(func.count()).where(_attention_condition(poll_ids))).scalar() or 0)
+
+    def needing_attention_ids(self) -> set[int]:
+        """The ids of every answer needing attention (compared before and after a run: which are new)."""
+        with self._read("reading answers needing attention") as conn:
+            return {row[0] for row in conn.execute(select(_answers.c.answer_id).where(_attention_condition(None)))}
+
+    def oldest_needing_attention(self) -> datetime | None:
+        """When the longest-waiting answer needing attention was first seen (None when none waits)."""
+        with self._read("reading answers needing attention") as conn:
+            return conn.execute(select(func.min(_answers.c.first_seen_at)).where(_attention_condition(None))).scalar()
+
+
+def _attention_condition(poll_ids: Iterable[int] | None) -> ColumnElement[bool]:
+    t = _answers
+    cond = or_(t.c.status == NEEDS_ATTENTION, and_(t.c.status == FAILED, t.c.retryable == false()))
+    if poll_ids is not None:
+        cond = and_(cond, t.c.poll_id.in_(sorted(set(poll_ids))))
+    return cond
+
+
+def attention_reasons(row: AnswerRow) -> set[str]:
+    """The reason codes of a row needing attention: its attention problems' codes, ``failed`` for a failed push."""
+    codes = {str(p.get("code")) for p in (row.problems or []) if isinstance(p, dict) and p.get("severity") == ATTENTION}
+    if row.status == FAILED:
+        codes.add(FAILED)
+    return codes
 
 
 

@@ -413,6 +413,11 @@ LABELS: dict[str, dict[str, str]] = {
         "summary_deals_planned": "сделок к созданию",
         "summary_deals_done": "сделок создано",
         "summary_error": "; ошибка: {error}",
+        "summary_backlog": "; всего ждут разбора {total}, из них новых {new}",
+        "summary_backlog_oldest": ", самый давний ждёт {age}",
+        "age_days": "{days} дн. {hours} ч",
+        "age_hours": "{hours} ч {minutes} мин",
+        "age_minutes": "{minutes} мин",
     },
     "en": {
         "report_title": "Survey → Bitrix24 sync report",
@@ -505,5 +510,10 @@ LABELS: dict[str, dict[str, str]] = {
         "summary_deals_planned": "deals to create",
         "summary_deals_done": "deals created",
         "summary_error": "; error: {error}",
+        "summary_backlog": "; needing attention in all {total}, new {new}",
+        "summary_backlog_oldest": ", the oldest waiting {age}",
+        "age_days": "{days} d {hours} h",
+        "age_hours": "{hours} h {minutes} min",
+        "age_minutes": "{minutes} min",
     },
 }

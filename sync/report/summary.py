@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from sync.report.messages import LABELS
-from sync.report.texts import Language, check_language, duration_text, error_text, outcome_text
+from sync.report.texts import Language, age_text, check_language, duration_text, error_text, outcome_text
 from sync.options import RunSummary
 
 
@@ -23,6 +23,12 @@ def format_summary_line(summary: RunSummary, language: Language = "en") -> str:
         deals=counts.get("deal_add_planned" if dry else "deals_created", 0),
         bitrix=summary.bitrix_requests, retries=summary.bitrix_retries, survey=summary.survey_requests,
         duration=duration_text(summary.duration_s, language))
+    if summary.attention_backlog is not None:
+        line += labels["summary_backlog"].format(total=summary.attention_backlog, new=summary.attention_new or 0)
+        oldest = summary.attention_oldest_seen_at
+        if summary.attention_backlog and oldest is not None:
+            age = ((summary.finished_at or summary.started_at) - oldest).total_seconds()
+            line += labels["summary_backlog_oldest"].format(age=age_text(age, language))
     if summary.error:
         line += labels["summary_error"].format(error=error_text(summary.error, masked=True))
     return line

@@ -70,6 +70,19 @@ def duration_text(seconds: float, language: str) -> str:
     return labels["minutes"].format(minutes=minutes, seconds=rest)
 
 
+def age_text(seconds: float, language: str) -> str:
+    """How long something has waited, to the unit that matters: ``3 дн. 4 ч``, ``5 ч 10 мин``, ``7 мин``."""
+    labels = LABELS[language]
+    minutes = max(0, int(seconds // 60))
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    if days:
+        return labels["age_days"].format(days=days, hours=hours)
+    if hours:
+        return labels["age_hours"].format(hours=hours, minutes=minutes)
+    return labels["age_minutes"].format(minutes=minutes)
+
+
 def time_text(moment: datetime | None) -> str:
     if moment is None:
         return "—"
