@@ -118,46 +118,41 @@ def replay(answer_id, poll_id) -> None:
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (every answer needing attention, "
+                                                       "unless --limit is given).")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="List at most N answers needing attention [default: 100; --json: all].")
+@click.option("--all", "show_all", is_flag=True, help="List every answer needing attention.")
+@click.option("--reason", metavar="CODE", help="Only answers with this problem code (e.g. unknown_programme; "
+                                               "'failed' for failed pushes).")
+@click.option("--poll", "polls", type=int, multiple=True, help="Only this poll's answers (repeatable).")
 @guarded
-def status(as_json) -> None:
-    """Show the watermarks, the last runs, answers by state and those needing attention."""
-    from storage.db import make_engine, migrate
-    from storage.ledger import Ledger
-    settings = cli_settings(survey_api_url="http://unused.invalid", survey_api_token="unused",
-                         bitrix24_webhook_url="http://unused.invalid/rest/1/unused/")
-    engine = make_engine(settings.database_url)
-    migrate(engine)
-    ledger = Ledger(engine)
-    data = {
-        "watermarks": {k: v.isoformat() for k, v in ledger.watermarks().items()},
-        "answers_by_status": ledger.counts_by_status(),
-        "last_runs": [{"run_id": r.run_id, "command": r.command, "started_at": r.started_at.isoformat(),
-                       "finished_at": r.finished_at.isoformat() if r.finished_at else None,
-                       "outcome": r.outcome, "counts": r.counts, "requests": r.requests} for r in ledger.last_runs(10)],
-        "needing_attention": [{"answer_id": r.answer_id, "poll_id": r.poll_id, "status": r.status,
-                               "error": r.error, "problems": r.problems} for r in ledger.needing_attention(100)],
-    }
+def status(as_json, limit, show_all, reason, polls) -> None:
+    """Show the watermarks, the last runs, answers by state and those needing attention.
+
+    Reads only the store: no webhook or survey settings are needed.
+
+    \b
+    Examples:
+      python cli.py status
+      python cli.py status --reason unknown_programme --all
+      python cli.py status --poll 430131691 --json
+    """
+    from jobs.status import DEFAULT_LIMIT, collect_status, status_lines
+    from sync.app import Context
+    if show_all and limit is not None:
+        raise click.UsageError("--all and --limit are mutually exclusive: give one of them")
+    settings = cli_settings(store_only=True)
+    if show_all or (as_json and limit is None):
+        limit = None
+    elif limit is None:
+        limit = DEFAULT_LIMIT
+    data = collect_status(Context(settings).ledger, limit=limit, reason=reason, poll_ids=set(polls))
     if as_json:
         click.echo(json.dumps(data, ensure_ascii=False, indent=2))
         return
-    from sync.report.render import problem_text
-    from sync.plan.models import Problem
-    click.echo("Answers by state: " + (", ".join(f"{k} {v}" for k, v in sorted(data["answers_by_status"].items()))
-                                       or "none yet"))
-    click.echo("Watermarks: " + (", ".join(f"{k} {v}" for k, v in sorted(data["watermarks"].items())) or "none yet"))
-    click.echo("Last runs:")
-    for r in data["last_runs"]:
-        click.echo(f"  {r['started_at']}  {r['command']:<7} {r['outcome']:<15} requests {r['requests']}  "
-                   + ", ".join(f"{k} {v}" for k, v in sorted((r['counts'] or {}).items())))
-    if data["needing_attention"]:
-        click.echo("Needing attention:")
-        for r in data["needing_attention"]:
-            reasons = [problem_text(Problem.model_validate(p), settings.report_language)
-                       for p in (r["problems"] or []) if p.get("severity") == "attention"]
-            if r["error"]:
-                reasons.append(r["error"])
-            click.echo(f"  answer {r['answer_id']} (poll {r['poll_id']}, {r['status']}): " + "; ".join(reasons))
+    for line in status_lines(data, settings.report_language):
+        click.echo(line)
 
 
 @cli.command()

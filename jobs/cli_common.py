@@ -50,9 +50,18 @@ def parse_since(ctx, param, value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-def cli_settings(**overrides):
+def cli_settings(*, store_only: bool = False, **overrides):
+    """The settings of a command, with logging set up from them.
+
+    ``store_only``: the command reads only the store (``status``), so the survey
+    platform's settings must not be required; the source is never built from these.
+    """
     from sync.logs import setup_logging
     from sync.settings import load_settings
+    if store_only:
+        # The pull API's URL and token are required only for SURVEY_SOURCE=api; this
+        # command never builds the source, so the setting is moot here.
+        overrides["survey_source"] = "intake"
     settings = load_settings(**overrides)
     setup_logging(fmt=settings.log_format, level=settings.log_level)
     return settings

@@ -38,6 +38,7 @@ class ScheduledRun:
         """Build the context now: a ConfigError surfaces at start, not at every tick."""
         from sync.app import build_context
         self.ctx = build_context(self.settings)
+        self.ctx.bitrix  # a missing or malformed webhook is a ConfigError now, not at every tick
 
     def __call__(self) -> Any:
         from sync.app import execute, options_from

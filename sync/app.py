@@ -50,8 +50,13 @@ class Context:
         return self.bitrix_client()
 
     def bitrix_client(self, *, timeout: float | None = None, max_attempts: int | None = None) -> Any:
+        from core.errors import ConfigError
         from sync.clients.bitrix24 import Bitrix24Client
         s = self.settings
+        if s.bitrix24_webhook_url is None:
+            raise ConfigError("BITRIX24_WEBHOOK_URL is not set (the inbound webhook URL, "
+                              "https://<portal>.bitrix24.ru/rest/<user_id>/<secret>/) → set it in the environment "
+                              "or in .env; only commands that talk to Bitrix24 need it")
         return Bitrix24Client(s.bitrix24_webhook_url, timeout=timeout or s.bitrix24_timeout_s,
                               rate_per_s=s.rate_limit_per_s, burst=s.rate_limit_burst,
                               max_attempts=max_attempts or s.max_attempts,

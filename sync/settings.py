@@ -57,7 +57,9 @@ class Settings(BaseSettings):
     survey_api_url: str | None = Field(None, description="Base URL of the survey platform's API, "
                                                          "e.g. https://surveys.example.edu/api/v1")
     survey_api_token: SecretStr | None = Field(None, description="Bearer token of the survey platform's API")
-    bitrix24_webhook_url: SecretStr = Field(description="Inbound webhook URL, https://portal/rest/<user>/<secret>/")
+    # Optional here: only what talks to Bitrix24 needs it (``Context.bitrix_client`` says so); ``status`` does not.
+    bitrix24_webhook_url: SecretStr | None = Field(
+        None, description="Inbound webhook URL, https://portal/rest/<user>/<secret>/")
     database_url: str = DEFAULT_DATABASE_URL
     field_mapping: Path = Path("field_mapping.json")
 
@@ -128,6 +130,19 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with https:// (or http:// for a local sandbox)")
         return value.rstrip("/")
+
+    @field_validator("bitrix24_webhook_url", mode="before")
+    @classmethod
+    def _webhook_scheme(cls, value: Any) -> Any:
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if text is None or (isinstance(text, str) and not text.strip()):
+            return None
+        # The client's own check would say "got 'none' (got ?://?/***/…)" for a URL typed without its
+        # scheme, since the host then reads as a path; say what is missing instead (never the URL: it holds the secret).
+        if isinstance(text, str) and "://" not in text:
+            raise ValueError("has no https:// in front; it must look like "
+                             "https://<portal>.bitrix24.ru/rest/<user_id>/<secret>/")
+        return value
 
     @field_validator("database_url")
     @classmethod
