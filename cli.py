@@ -171,7 +171,9 @@ def demo(answers, report_path) -> None:
     from sync.settings import load_settings
 
     setup_logging(fmt="text", level="INFO")
-    with Sandbox(answers=answers, seed=1) as box, tempfile.TemporaryDirectory(prefix="sync-demo-") as tmp:
+    # The office's real portal and its vocabulary, as the default field_mapping.json describes.
+    with Sandbox(answers=answers, seed=1, portal="real") as box, \
+            tempfile.TemporaryDirectory(prefix="sync-demo-") as tmp:
         settings = load_settings(**box.settings_kwargs(), database_url=f"sqlite:///{tmp}/demo.sqlite3",
                                  field_mapping=str(Path(__file__).with_name("field_mapping.json")))
         setup_logging(fmt=settings.log_format, level=settings.log_level)
@@ -194,16 +196,23 @@ def demo(answers, report_path) -> None:
 @click.option("--seed", default=0, show_default=True, help="Seed of the generated data and of the faults.")
 @click.option("--faults", "faults_profile", type=click.Choice(["none", "flaky", "chaos"]), default="none",
               show_default=True, help="Fault injection profile.")
-@click.option("--rate-limit", default=2.0, show_default=True, help="Bitrix24 requests per second (0: off).")
-@click.option("--burst", default=50, show_default=True, help="Bitrix24 bucket size.")
+@click.option("--portal", type=click.Choice(["real", "smart"]), default="real", show_default=True,
+              help="real: the office's portal (lists 17/18) and its answer codes; smart: sandbox/portal.json.")
+@click.option("--profile", "bitrix_profile", type=click.Choice(["standard", "enterprise"]), default="standard",
+              show_default=True, help="Bitrix24 plan: standard 2 requests/s, bucket 50; enterprise 5/s, 250.")
+@click.option("--rate-limit", type=float, default=None,
+              help="Bitrix24 requests per second (default: the profile's; 0: off).")
+@click.option("--burst", type=int, default=None, help="Bitrix24 bucket size (default: the profile's).")
 @click.option("--latency-ms", default=0.0, show_default=True, help="Added to every response.")
-def sandbox(host, survey_port, bitrix_port, answers, seed, faults_profile, rate_limit, burst, latency_ms) -> None:
+def sandbox(host, survey_port, bitrix_port, answers, seed, faults_profile, portal, bitrix_profile, rate_limit, burst,
+            latency_ms) -> None:
     """Serve the survey-platform and Bitrix24 emulators until Ctrl-C.
 
     \b
     Example:
-      python cli.py sandbox --answers 100000
+      python cli.py sandbox --answers 100000 --profile enterprise
       # then, in another shell, export the printed variables and run: python cli.py sync
+      python cli.py sandbox --portal smart   # with examples/field_mapping.smart-processes.json
     """
     import time
 
@@ -211,8 +220,14 @@ def sandbox(host, survey_port, bitrix_port, answers, seed, faults_profile, rate_
     from sandbox.httpbase import serve_until_stopped
 
     t0 = time.monotonic()
+    # Only what the operator gave overrides the profile's limits.
+    limits: dict = {}
+    if rate_limit is not None:
+        limits["rate_limit"] = rate_limit or None  # 0: no bucket at all
+    if burst is not None:
+        limits["burst"] = burst
     box = Sandbox(host=host, survey_port=survey_port, bitrix_port=bitrix_port, answers=answers, seed=seed,
-                  faults=faults_profile, rate_limit=rate_limit or None, burst=burst, latency_ms=latency_ms)
+                  faults=faults_profile, portal=portal, bitrix_profile=bitrix_profile, latency_ms=latency_ms, **limits)
     box.start()
     click.echo(f"sandbox ready in {time.monotonic() - t0:.1f}s; to point the job at it:", err=True)
     for key, value in box.env().items():

@@ -77,7 +77,7 @@ def main() -> None:
     from sync.settings import load_settings
 
     setup_logging(level="WARNING")
-    with Sandbox(answers=args.history, seed=5, include_samples=False, rate_limit=None) as box, \
+    with Sandbox(portal="smart", answers=args.history, seed=5, include_samples=False, rate_limit=None) as box, \
             tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(**box.settings_kwargs(), database_url=f"sqlite:///{tmp}/bench.sqlite3",
                                  field_mapping=str(ROOT / "examples" / "field_mapping.smart-processes.json"), rate_limit_per_s=args.rate)

@@ -165,7 +165,7 @@ def bench_old(answers: int, *, existing: float, rate: float, burst: int, latency
 
     setup_logging(level="WARNING")
     mapping = load_mapping(ROOT / "examples" / "field_mapping.smart-processes.json")
-    with Sandbox(answers=answers, seed=seed, include_samples=False, rate_limit=rate, burst=burst,
+    with Sandbox(portal="smart", answers=answers, seed=seed, include_samples=False, rate_limit=rate, burst=burst,
                  latency_ms=latency_ms, command_latency_ms=command_latency_ms) as box:
         seed_existing(box, existing, seed)
         polls, listed = read_answers(box)

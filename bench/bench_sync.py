@@ -48,7 +48,7 @@ def bench(answers: int, *, existing: float, rate: float, burst: int, latency_ms:
     from sync.settings import load_settings
 
     setup_logging(level="WARNING")
-    with Sandbox(answers=answers, seed=seed, include_samples=False, rate_limit=rate, burst=burst,
+    with Sandbox(portal="smart", answers=answers, seed=seed, include_samples=False, rate_limit=rate, burst=burst,
                  latency_ms=latency_ms, command_latency_ms=command_latency_ms) as box, \
             tempfile.TemporaryDirectory() as tmp:
         distinct = seed_existing(box, existing, seed)

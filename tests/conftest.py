@@ -44,7 +44,7 @@ def module_store_url(request):
 @pytest.fixture
 def sandbox():
     """Both emulators with the sample data only and no rate limit (fast tests)."""
-    with Sandbox(answers=0, rate_limit=None) as box:
+    with Sandbox(portal="smart", answers=0, rate_limit=None) as box:
         yield box
 
 

@@ -4,14 +4,21 @@ A portal with a real Enterprise plan's limits, charging the default per-method c
 cutting requests off after 60 s:
 
     python -m sandbox.bitrix --profile enterprise --operating-costs --request-timeout 60
+
+The office's real portal (universal lists 17/18; the webhook user 169 with the "lists"
+scope), refusing contacts without the fields it flags required:
+
+    python -m sandbox.bitrix --portal real --enforce-required
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
+from sandbox import PORTALS
 from sandbox.bitrix.limits import DEFAULT_OPERATING_COSTS, PROFILES
 from sandbox.bitrix.server import CUTOFF_REPLIES, FROM_PROFILE, BitrixEmulator
+from sandbox.bitrix.state import load_portal
 from sandbox.httpbase import serve_until_stopped
 from sandbox.faults import FaultInjector
 
@@ -39,9 +46,15 @@ def build(argv: list[str] | None = None) -> BitrixEmulator:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8082)
-    parser.add_argument("--user-id", type=int, default=1)
+    parser.add_argument("--user-id", type=int,
+                        help="the webhook's user (default: the portal's integration user: real 169, smart 1)")
     parser.add_argument("--secret", default="sandbox-secret")
-    parser.add_argument("--portal", help="portal description (default: sandbox/portal.json)")
+    parser.add_argument("--portal", default="smart",
+                        help="real | smart | a portal description file (default: smart, sandbox/portal.json)")
+    parser.add_argument("--scope", action="append", dest="scopes", metavar="SCOPE",
+                        help="webhook scope (repeatable; default: crm, user, and lists where the portal has lists)")
+    parser.add_argument("--enforce-required", action="store_true",
+                        help="refuse contacts missing a field the portal flags required")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="standard",
                         help="plan: standard = 2 requests/s, bucket 50; enterprise = 5/s, 250 (480 s operating)")
     parser.add_argument("--rate-limit", type=float, help="leaky bucket drain per second (default: profile); 0 off")
@@ -68,8 +81,15 @@ def build(argv: list[str] | None = None) -> BitrixEmulator:
     costs: dict[str, float] | bool | None = None
     if args.operating_costs or args.operating_cost:
         costs = {**(DEFAULT_OPERATING_COSTS if args.operating_costs else {}), **dict(args.operating_cost)}
-    return BitrixEmulator(host=args.host, port=args.port, portal_path=args.portal, user_id=args.user_id,
-                          secret=args.secret, profile=args.profile, rate_limit=_from_profile(args.rate_limit),
+    portal = load_portal(args.portal)
+    # A named portal's webhook as Sandbox has it; a file: its own webhook user, lists scope if it has lists.
+    webhook = PORTALS.get(args.portal) or {"user_id": int(portal.get("webhook_user_id") or 1),
+                                           "scopes": ("crm", "user") + (("lists",) if "lists" in portal else ())}
+    return BitrixEmulator(host=args.host, port=args.port, portal=portal,
+                          user_id=args.user_id if args.user_id is not None else webhook["user_id"],
+                          scopes=tuple(args.scopes) if args.scopes else webhook["scopes"],
+                          enforce_required=args.enforce_required, secret=args.secret, profile=args.profile,
+                          rate_limit=_from_profile(args.rate_limit),
                           burst=_from_profile(args.burst, zero_is_off=False),
                           operating_limit_s=_from_profile(args.operating_limit),
                           operating_costs=costs, operating_default_cost_s=args.operating_default_cost,

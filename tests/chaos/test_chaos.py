@@ -154,7 +154,7 @@ def chaos_round(box: Sandbox, store_url: str, rng: random.Random, *, workers: in
 
 
 def _chaos_box(seed: int) -> Sandbox:
-    box = Sandbox(answers=ANSWERS, seed=seed, faults="chaos", rate_limit=None,
+    box = Sandbox(portal="smart", answers=ANSWERS, seed=seed, faults="chaos", rate_limit=None,
                   bitrix_kwargs={"slow_s": 2.0}, slow_s=2.0, cursor_ttl_s=900)
     box.start()
     box.survey.admin.set_clock(box.survey.admin.now())  # frozen: time moves only when the test says so

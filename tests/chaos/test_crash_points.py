@@ -18,7 +18,7 @@ from tests.conftest import ROOT, Job
 @pytest.mark.parametrize("point", POINTS)
 def test_killed_right_after_step_then_next_run_recovers(tmp_path, point, nth):
     store_url = f"sqlite:///{tmp_path}/store.sqlite3"
-    with Sandbox(answers=150, seed=5, rate_limit=None) as box:
+    with Sandbox(portal="smart", answers=150, seed=5, rate_limit=None) as box:
         env = _env(box, store_url) | {"CHUNK_SIZE": "60", "BATCH_SIZE": "20"}
         cmd = [sys.executable, str(ROOT / "cli.py"), "sync"]
         crashed = subprocess.run(cmd, env=env | {"SYNC_CRASH_AT": f"{point}:{nth}"}, cwd=ROOT, capture_output=True,

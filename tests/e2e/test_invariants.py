@@ -78,7 +78,7 @@ def test_killed_runs_then_a_final_run_sync_every_answer_exactly_once(tmp_path):
     """SIGKILL a real `cli.py sync` subprocess at random moments, restart, and compare the CRM."""
     rng = random.Random(7)
     store = f"sqlite:///{tmp_path}/store.sqlite3"
-    with Sandbox(answers=400, seed=3, rate_limit=None, latency_ms=20, command_latency_ms=2) as box:
+    with Sandbox(portal="smart", answers=400, seed=3, rate_limit=None, latency_ms=20, command_latency_ms=2) as box:
         env = {**os.environ, **box.env(), "DATABASE_URL": store, "FIELD_MAPPING": str(ROOT / "examples" / "field_mapping.smart-processes.json"),
                "HTTP_TIMEOUT_S": "5", "CHUNK_SIZE": "100", "LOG_LEVEL": "WARNING"}
         cmd = [sys.executable, str(ROOT / "cli.py"), "sync"]
@@ -126,7 +126,7 @@ def _crm_shape(box):
 def test_bulk_backfill_gives_the_same_crm_as_the_normal_path(tmp_path):
     shapes = []
     for bulk in (False, True):
-        with Sandbox(answers=120, seed=9, rate_limit=None) as box:
+        with Sandbox(portal="smart", answers=120, seed=9, rate_limit=None) as box:
             job = Job(box, f"sqlite:///{tmp_path}/store-{bulk}.sqlite3")
             job.run(bulk=bulk)
             shapes.append(_crm_shape(box))

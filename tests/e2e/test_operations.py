@@ -43,7 +43,7 @@ def test_second_sync_while_one_runs_exits_4_names_the_holder_and_writes_nothing(
 
 
 def test_two_concurrent_syncs_never_both_write(store_url):
-    with Sandbox(answers=300, seed=2, rate_limit=None, latency_ms=30) as box:
+    with Sandbox(portal="smart", answers=300, seed=2, rate_limit=None, latency_ms=30) as box:
         env = job_env(box, store_url, CHUNK_SIZE=100)
         procs = [subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "sync"], env=env, cwd=ROOT,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
@@ -55,7 +55,7 @@ def test_two_concurrent_syncs_never_both_write(store_url):
 
 def test_sigterm_mid_run_finishes_in_flight_records_interrupted_and_next_run_completes(tmp_path):
     store_url = f"sqlite:///{tmp_path}/store.sqlite3"
-    with Sandbox(answers=600, seed=4, rate_limit=None, latency_ms=60, command_latency_ms=3) as box:
+    with Sandbox(portal="smart", answers=600, seed=4, rate_limit=None, latency_ms=60, command_latency_ms=3) as box:
         env = job_env(box, store_url, CHUNK_SIZE=100, PUSH_CONCURRENCY=1)
         proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "sync"], env=env, cwd=ROOT,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

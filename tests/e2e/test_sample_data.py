@@ -10,7 +10,7 @@ from tests.conftest import Job
 @pytest.fixture(scope="module")
 def synced(module_store_url):
     """One real sync of the sample data; the tests below read the CRM and the ledger it left."""
-    with Sandbox(answers=0, rate_limit=None) as box:
+    with Sandbox(portal="smart", answers=0, rate_limit=None) as box:
         job = Job(box, module_store_url)
         summary = job.run()
         yield box, job, summary

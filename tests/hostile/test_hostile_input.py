@@ -117,7 +117,7 @@ def _sandbox_with(entries):
     dataset = _dataset(entries)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(survey_dataset, "build_dataset", lambda **_: dataset)
-        box = Sandbox(answers=0, rate_limit=None)
+        box = Sandbox(portal="smart", answers=0, rate_limit=None)
     with box:
         for entry in entries:
             if entry["route"] == "api":
