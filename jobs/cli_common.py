@@ -68,18 +68,53 @@ def cli_settings(*, store_only: bool = False, **overrides):
 
 
 def print_summary(summary, report_path: Path | None, language: str) -> None:
+    from sync.report.messages import LABELS
     from sync.report.render import format_summary_line
     click.echo(format_summary_line(summary, language=language))
     if report_path is not None:
-        click.echo(f"report: {report_path}")
+        click.echo(LABELS[language]["report_written"].format(path=report_path))
 
 
 def check_report_path(path: Path) -> None:
+    """Refuse a report path that cannot be written, before the run writes anything to the CRM.
+
+    The directory must exist and be writable, or be creatable (its nearest existing
+    ancestor a writable directory); an existing file must be writable.
+    """
+    import os
+
     from sync.report.render import format_for_path
     try:
         format_for_path(path)
     except ValueError as exc:
         raise ConfigError(f"--report {path}: {exc}") from None
+    target = Path(os.path.abspath(path))
+    if target.is_dir():
+        raise ConfigError(f"--report {path}: is a directory → give a file name, e.g. {Path(path) / 'report.html'}")
+    ancestor = target.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ConfigError(f"--report {path}: {ancestor} is a file, not a directory → choose another place")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ConfigError(f"--report {path}: this user cannot write in {ancestor} → choose a writable directory "
+                          f"or fix its permissions")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise ConfigError(f"--report {path}: the existing file is not writable → remove it or choose another name")
+
+
+def write_report_or_say_why(summary, path: Path | None, *, language: str, show_personal_data: bool = False,
+                            **kwargs) -> Path | None:
+    """Write the report; if that fails after the run, say why on stderr and return None (the run is not lost)."""
+    if path is None:
+        return None
+    from sync.report.render import write_report
+    try:
+        return write_report(summary, path, language=language, show_personal_data=show_personal_data, **kwargs)
+    except OSError as exc:
+        from sync.report.messages import LABELS
+        click.echo(LABELS[language]["report_not_written"].format(path=path, reason=exc.strerror or exc), err=True)
+        return None
 
 
 def exit_for(summary) -> int:
