@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from jobs.cli_common import (Progress, check_report_path, cli_settings, exit_for, guarded, parse_since,
-                             print_summary, stop_on_signals, write_report_or_say_why)
+                             print_summary, stop_on_signals)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -53,8 +53,9 @@ def sync(since, polls, dry_run, report_path, show_personal_data, metrics_file, b
       python cli.py sync --since 2025-09-01 --poll 430131691
     """
     from sync.app import build_context, execute, options_from
+    from sync.report.render import write_report
     if report_path is not None:
-        check_report_path(report_path)  # before the run: a report that cannot be written must not cost a run
+        check_report_path(report_path)
     settings = cli_settings(metrics_file=metrics_file)
     ctx = build_context(settings)
     options = options_from(settings, command="sync", since=since, poll_ids=set(polls), dry_run=dry_run,
@@ -64,9 +65,9 @@ def sync(since, polls, dry_run, report_path, show_personal_data, metrics_file, b
         summary = execute(ctx, options, progress=progress)
     finally:
         progress.close()
-    written = write_report_or_say_why(summary, report_path, language=settings.report_language,
-                                      show_personal_data=show_personal_data)
-    print_summary(summary, written, settings.report_language)
+    if report_path is not None:
+        write_report(summary, report_path, language=settings.report_language, show_personal_data=show_personal_data)
+    print_summary(summary, report_path, settings.report_language)
     sys.exit(exit_for(summary))
 
 
@@ -83,15 +84,15 @@ def retry(answer_ids, report_path) -> None:
       python cli.py retry --answer 814573990
     """
     from sync.app import build_context, execute, options_from
-    if report_path is not None:
-        check_report_path(report_path)
+    from sync.report.render import write_report
     settings = cli_settings()
     ctx = build_context(settings)
     options = options_from(settings, command="retry", pull=False, include_attention=True, answer_ids=set(answer_ids),
                            keep_plan=report_path is not None)
     summary = execute(ctx, options)
-    written = write_report_or_say_why(summary, report_path, language=settings.report_language)
-    print_summary(summary, written, settings.report_language)
+    if report_path is not None:
+        write_report(summary, report_path, language=settings.report_language)
+    print_summary(summary, report_path, settings.report_language)
     sys.exit(exit_for(summary))
 
 
@@ -239,6 +240,8 @@ from jobs.cli_ops import doctor, schedule  # noqa: E402
 
 cli.add_command(schedule)
 cli.add_command(doctor)
+from jobs.explain_cli import explain  # noqa: E402
+cli.add_command(explain)
 from intake.cli import intake_command  # noqa: E402
 cli.add_command(intake_command)
 
