@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from jobs.cli_common import (Progress, check_report_path, cli_settings, exit_for, guarded, parse_since,
-                             print_summary, stop_on_signals)
+                             print_summary, stop_on_signals, write_report_or_say_why)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -53,9 +53,8 @@ def sync(since, polls, dry_run, report_path, show_personal_data, metrics_file, b
       python cli.py sync --since 2025-09-01 --poll 430131691
     """
     from sync.app import build_context, execute, options_from
-    from sync.report.render import write_report
     if report_path is not None:
-        check_report_path(report_path)
+        check_report_path(report_path)  # before the run: a report that cannot be written must not cost a run
     settings = cli_settings(metrics_file=metrics_file)
     ctx = build_context(settings)
     options = options_from(settings, command="sync", since=since, poll_ids=set(polls), dry_run=dry_run,
@@ -65,9 +64,9 @@ def sync(since, polls, dry_run, report_path, show_personal_data, metrics_file, b
         summary = execute(ctx, options, progress=progress)
     finally:
         progress.close()
-    if report_path is not None:
-        write_report(summary, report_path, language=settings.report_language, show_personal_data=show_personal_data)
-    print_summary(summary, report_path, settings.report_language)
+    written = write_report_or_say_why(summary, report_path, language=settings.report_language,
+                                      show_personal_data=show_personal_data)
+    print_summary(summary, written, settings.report_language)
     sys.exit(exit_for(summary))
 
 
@@ -84,15 +83,15 @@ def retry(answer_ids, report_path) -> None:
       python cli.py retry --answer 814573990
     """
     from sync.app import build_context, execute, options_from
-    from sync.report.render import write_report
+    if report_path is not None:
+        check_report_path(report_path)
     settings = cli_settings()
     ctx = build_context(settings)
     options = options_from(settings, command="retry", pull=False, include_attention=True, answer_ids=set(answer_ids),
                            keep_plan=report_path is not None)
     summary = execute(ctx, options)
-    if report_path is not None:
-        write_report(summary, report_path, language=settings.report_language)
-    print_summary(summary, report_path, settings.report_language)
+    written = write_report_or_say_why(summary, report_path, language=settings.report_language)
+    print_summary(summary, written, settings.report_language)
     sys.exit(exit_for(summary))
 
 
