@@ -19,7 +19,7 @@ from storage.ledger import PushedResult, content_hash
 from sync.crashpoints import crash_point
 from sync.crm.bulk import push_bulk
 from sync.crm.lookups import fetch_answer_lookups, fetch_programmes
-from sync.crm.push import OutcomeTracker, push_commands
+from sync.crm.push import BatchSizer, OutcomeTracker, push_commands
 from sync.mapping import FieldMapping
 from sync.options import RunOptions
 from sync.plan.build import AnswerInput, ProgrammeResolver, build_answer_plan, chosen_programmes, origin_id
@@ -62,6 +62,8 @@ class AnswerStage:
         self.progress = progress
         self.source_name = options.source_name or mapping.source_name
         self._programmes: list[Programme] | None = polls.programmes
+        # One for the run: a portal that got slow in one chunk is still slow in the next.
+        self.sizer = BatchSizer(options.batch_size, options.concurrency)
 
     def programmes(self) -> list[Programme]:
         if self._programmes is None:
@@ -195,9 +197,12 @@ class AnswerStage:
                 crash_point("ledger_updated")
             self.progress("push", len(pushed))
 
-        push = push_bulk if self.o.bulk else push_commands
-        results = push(self.bitrix, plan.commands, batch_size=self.o.batch_size, on_batch=settle,
-                       concurrency=self.o.concurrency, stop=self.o.stop, before_send=mark_in_flight)
+        if self.o.bulk:
+            results = push_bulk(self.bitrix, plan.commands, batch_size=self.o.batch_size, on_batch=settle,
+                                concurrency=self.o.concurrency, stop=self.o.stop, before_send=mark_in_flight)
+        else:
+            results = push_commands(self.bitrix, plan.commands, on_batch=settle, stop=self.o.stop,
+                                    before_send=mark_in_flight, sizer=self.sizer)
         kind_of = {c.name: c.kind for c in plan.commands}
         for name, r in results.items():
             if r.state == "ok":

@@ -8,6 +8,7 @@ external keys before anything is sent again).
 from __future__ import annotations
 
 import threading
+from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Protocol, Sequence
@@ -56,10 +57,86 @@ def created_id(command: Command, result: Any) -> int | None:
     return None
 
 
+# A batch the portal took longer than this is getting close to its ~60 s cut-off
+# (bitrix24-rest.md §10): well under it, because the next batch may be slower still
+# (automation, a busy portal) and one cut off is an unknown outcome to reconcile.
+SLOW_BATCH_S = 20.0
+# Shrinking aims the next batches at this duration, so they do not hover at the threshold.
+TARGET_BATCH_S = 10.0
+# Batches this fast, this many in a row, earn a step back towards the configured size.
+FAST_BATCH_S = 5.0
+FAST_STREAK = 3
+MIN_BATCH = 5
+
+
+class BatchSizer:
+    """How many commands a batch carries and how many batches are in flight, adapted to the portal's pace.
+
+    The portal's own duration of each batch (``BatchResult.duration_s``) is the signal: one
+    over ``slow_s`` shrinks the batches to what should take ``target_s`` at the same pace per
+    command and halves the concurrency; a batch cut off or lost (outcome unknown) halves
+    both. ``streak`` batches in a row under ``fast_s`` grow the size by half and the
+    concurrency by one, never past the configured ``batch_size`` and ``concurrency``.
+    Decrease fast, increase slowly: a portal that slows down does so for a while.
+    Thread-safe; one sizer lives through a run, so later chunks start where earlier ones ended.
+    """
+
+    def __init__(self, batch_size: int = 50, concurrency: int = 1, *, slow_s: float = SLOW_BATCH_S,
+                 target_s: float = TARGET_BATCH_S, fast_s: float = FAST_BATCH_S, streak: int = FAST_STREAK,
+                 min_size: int = MIN_BATCH) -> None:
+        if not 0 < fast_s <= target_s < slow_s:
+            raise ValueError(f"need 0 < fast_s <= target_s < slow_s, got {fast_s}, {target_s}, {slow_s}")
+        self.max_size = batch_size
+        self.max_concurrency = max(1, concurrency)
+        self.min_size = min(min_size, batch_size)
+        self.size = batch_size
+        self.concurrency = self.max_concurrency
+        self.slow_s, self.target_s, self.fast_s, self.streak = slow_s, target_s, fast_s, streak
+        self._fast = 0
+        self._lock = threading.Lock()
+        self.changes: list[tuple[int, int, str]] = []   # (size, concurrency, why) after each change
+
+    def observe(self, duration_s: float | None, commands: int, *, lost: bool = False) -> None:
+        """Take one returned batch into account: its portal duration, or ``lost`` when cut off / unknown."""
+        with self._lock:
+            size, concurrency = self.size, self.concurrency
+            if lost:
+                self._fast = 0
+                self.size = max(self.min_size, size // 2)
+                self.concurrency = max(1, concurrency // 2)
+                why = "a batch was cut off or lost"
+            elif duration_s is None:
+                return
+            elif duration_s > self.slow_s:
+                self._fast = 0
+                per_command = duration_s / max(1, commands)
+                self.size = max(self.min_size, min(size, int(self.target_s / per_command)))
+                self.concurrency = max(1, concurrency // 2)
+                why = f"a batch of {commands} took {duration_s:.1f}s on the portal"
+            elif commands * 2 >= size and duration_s / max(1, commands) * size < self.fast_s:
+                # A batch at least half full whose pace would fill a whole one quickly; a short
+                # tail batch says little (packing whole units leaves most batches a little short).
+                self._fast += 1
+                if self._fast < self.streak or (size, concurrency) == (self.max_size, self.max_concurrency):
+                    return
+                self._fast = 0
+                self.size = min(self.max_size, max(size + 1, size * 3 // 2))
+                self.concurrency = min(self.max_concurrency, concurrency + 1)
+                why = f"{self.streak} batches in a row took under {self.fast_s:.0f}s"
+            else:
+                self._fast = 0
+                return
+            if (self.size, self.concurrency) != (size, concurrency):
+                self.changes.append((self.size, self.concurrency, why))
+                logger.info("{}: batches of {} → {}, {} → {} at once", why, size, self.size, concurrency,
+                            self.concurrency)
+
+
 def push_commands(client: BatchClient, commands: Sequence[Command], *, batch_size: int = 50,
                   on_batch: Callable[[dict[str, CommandResult]], None] | None = None,
                   concurrency: int = 1, stop: threading.Event | None = None,
-                  before_send: Callable[[list[Command]], None] | None = None) -> dict[str, CommandResult]:
+                  before_send: Callable[[list[Command]], None] | None = None,
+                  sizer: BatchSizer | None = None) -> dict[str, CommandResult]:
     """Send ``commands``; return one result per command name.
 
     Batches of one level are independent (see ``sync.crm.batching``), so up to
@@ -68,13 +145,18 @@ def push_commands(client: BatchClient, commands: Sequence[Command], *, batch_siz
     handled (``on_batch``) in this thread, as each batch returns. ``before_send`` is
     called, also in this thread, just before a batch goes out (the ledger marks its
     answers in flight then, so a stop leaves unsent answers as they were).
-    """
-    def submit(sent: list[Command]) -> None:
-        if before_send is not None:
-            before_send(sent)
 
+    ``sizer`` (default: a fresh ``BatchSizer(batch_size, concurrency)``) adapts both to
+    how long the portal takes per batch; when the size changes, the unsent batches of the
+    level are packed again at the new size. ``stop`` (anything with ``is_set()``) is
+    asked before each batch: once set, the batches in flight finish and no more are sent.
+    """
+    sizer = sizer if sizer is not None else BatchSizer(batch_size, concurrency)
     results: dict[str, CommandResult] = {}
     created: dict[str, int] = {}
+
+    def stopped() -> bool:
+        return stop is not None and stop.is_set()
 
     def handle(batch_results: dict[str, CommandResult], sent: list[Command]) -> None:
         for command in sent:
@@ -86,39 +168,49 @@ def push_commands(client: BatchClient, commands: Sequence[Command], *, batch_siz
         if on_batch is not None:
             on_batch(batch_results)
 
-    for level in pack_levels(list(commands), batch_size):
-        if stop is not None and stop.is_set():
-            break
-        prepared = []
-        for batch in level:
-            sent, to_send, skipped = _prepare(batch, results, created)
-            if skipped:
-                handle(skipped, [])
-            if to_send:
-                prepared.append((sent, to_send))
-        if concurrency > 1 and len(prepared) > 1:
-            # At most ``concurrency`` in flight; a stop request lets those finish and sends no more.
-            with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="push") as pool:
-                queue = iter(prepared)
-                running: dict = {}
-                while True:
-                    while len(running) < concurrency and not (stop is not None and stop.is_set()):
-                        item = next(queue, None)
-                        if item is None:
-                            break
-                        submit(item[0])
-                        running[pool.submit(_send, client, item[0], item[1])] = item[0]
-                    if not running:
-                        break
-                    done, _ = wait(running, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        handle(future.result(), running.pop(future))
-        else:
-            for sent, to_send in prepared:
-                if stop is not None and stop.is_set():
+    def returned(sent: list[Command], batch_results: dict[str, CommandResult], duration: float | None) -> None:
+        lost = bool(sent) and all(batch_results[c.name].state == "unknown" for c in sent)
+        sizer.observe(duration, len(sent), lost=lost)
+        handle(batch_results, sent)
+
+    levels = deque(pack_levels(list(commands), sizer.size))
+    pool = (ThreadPoolExecutor(max_workers=sizer.max_concurrency, thread_name_prefix="push")
+            if sizer.max_concurrency > 1 else None)
+    try:
+        while levels and not stopped():
+            todo = deque(levels.popleft())
+            packed_at = sizer.size
+            running: dict = {}
+            while True:
+                if todo and sizer.size != packed_at:
+                    # The unsent batches of this level are independent of the ones in flight: pack
+                    # them again; a unit now larger than a batch puts its rest in levels before the next.
+                    again = pack_levels([c for batch in todo for c in batch], sizer.size)
+                    todo = deque(again[0])
+                    levels.extendleft(reversed(again[1:]))
+                    packed_at = sizer.size
+                while todo and len(running) < sizer.concurrency and not stopped():
+                    sent, to_send, skipped = _prepare(todo.popleft(), results, created)
+                    if skipped:
+                        handle(skipped, [])
+                    if not to_send:
+                        continue
+                    if before_send is not None:
+                        before_send(sent)
+                    if pool is None:
+                        returned(sent, *_send(client, sent, to_send))
+                        break  # look at the sizer again before the next one
+                    running[pool.submit(_send, client, sent, to_send)] = sent
+                if not running:
+                    if todo and not stopped():
+                        continue
                     break
-                submit(sent)
-                handle(_send(client, sent, to_send), sent)
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    returned(running.pop(future), *future.result())
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
     return results
 
 
@@ -144,17 +236,19 @@ def _prepare(batch: list[Command], results: dict[str, CommandResult], created: d
     return sent, to_send, skipped
 
 
-def _send(client: BatchClient, sent: list[Command], to_send: dict[str, tuple[str, dict]]) -> dict[str, CommandResult]:
+def _send(client: BatchClient, sent: list[Command],
+          to_send: dict[str, tuple[str, dict]]) -> tuple[dict[str, CommandResult], float | None]:
+    """One batch → (a result per command, the portal's duration of it when the reply said)."""
     try:
         reply = client.batch(to_send, halt=False, idempotent=False)
     except AmbiguousWriteError as exc:
         logger.warning("batch of {} commands: outcome unknown ({}); will reconcile by external keys", len(sent), exc)
         return {c.name: CommandResult(c.name, "unknown", error=exc.code or "AMBIGUOUS", description=str(exc),
-                                      retryable=True) for c in sent}
+                                      retryable=True) for c in sent}, None
     except RetriableError as exc:
         logger.warning("batch of {} commands not applied ({}); will retry later", len(sent), exc)
         return {c.name: CommandResult(c.name, "failed", error=exc.code or "RETRIABLE", description=str(exc),
-                                      retryable=True) for c in sent}
+                                      retryable=True) for c in sent}, None
     crash_point("batch_sent")
     outcomes = getattr(reply, "outcomes", reply)
     results: dict[str, CommandResult] = {}
@@ -182,7 +276,8 @@ def _send(client: BatchClient, sent: list[Command], to_send: dict[str, tuple[str
                 t in description.lower() for t in TRANSIENT_TEXTS)
             results[command.name] = CommandResult(command.name, "failed", error=code, description=description,
                                                   retryable=retryable)
-    return results
+    duration = getattr(reply, "duration_s", None)
+    return results, duration if isinstance(duration, (int, float)) else None
 
 
 def _distrust_chained(sent: list[Command], results: dict[str, CommandResult]) -> None:
