@@ -43,8 +43,14 @@ def cli() -> None:
               help="Write Prometheus metrics of the run here (node_exporter textfile collector).")
 @click.option("--bulk", is_flag=True, help="Backfills: create contacts and deals with crm.item.batchImport, "
                                            "1,000 a request. Imported records SKIP the CRM's automation rules.")
+@click.option("--max-requests", type=click.IntRange(min=1), default=None,
+              help="Stop sending after this many Bitrix24 requests (batches in flight finish); the next run goes on.")
+@click.option("--max-duration", "max_duration", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="SECONDS", help="Stop sending after this many seconds (batches in flight finish); "
+                                      "the next run goes on.")
 @guarded
-def sync(since, polls, dry_run, report_path, show_personal_data, metrics_file, bulk) -> None:
+def sync(since, polls, dry_run, report_path, show_personal_data, metrics_file, bulk, max_requests,
+         max_duration) -> None:
     """Pull new and changed answers and push them to Bitrix24.
 
     \b
@@ -58,7 +64,8 @@ def sync(since, polls, dry_run, report_path, show_personal_data, metrics_file, b
     settings = cli_settings(metrics_file=metrics_file)
     ctx = build_context(settings)
     options = options_from(settings, command="sync", since=since, poll_ids=set(polls), dry_run=dry_run,
-                           keep_plan=report_path is not None, stop=stop_on_signals(), bulk=bulk)
+                           keep_plan=report_path is not None, stop=stop_on_signals(), bulk=bulk,
+                           max_requests=max_requests, max_duration_s=max_duration)
     progress = Progress()
     try:
         summary = execute(ctx, options, progress=progress)

@@ -6,8 +6,10 @@ summary without importing the pipeline.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Callable, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -30,14 +32,75 @@ class RunOptions:
     batch_size: int = 50
     concurrency: int = 1
     bulk: bool = False           # create contacts and deals with crm.item.batchImport (skips CRM automation)
-    stop: threading.Event | None = None   # set by SIGTERM: finish the batches in flight, send no more
+    stop: StopSignal | None = None        # set by SIGTERM: finish the batches in flight, send no more
     source_name: str | None = None
+    # A budget for one run (``--max-requests``, ``--max-duration``): once spent, the run stops
+    # as on SIGTERM and the next run goes on from there. Requests are Bitrix24 requests.
+    max_requests: int | None = None
+    max_duration_s: float | None = None
     # A dry-run waits this long for a real run to finish before copying the store (0: skip at once).
     lock_wait_s: float = 0.0
 
     @property
     def stopping(self) -> bool:
         return self.stop is not None and self.stop.is_set()
+
+
+class StopSignal(Protocol):
+    def is_set(self) -> bool: ...
+
+
+class RunBudget:
+    """A stop signal that is also set once a run has spent its budget; asked before each batch.
+
+    ``is_set()`` is true when ``stop`` (SIGTERM) is set, or once ``requests()`` (the
+    Bitrix24 requests this run made) reached ``max_requests`` or ``max_duration_s`` have
+    passed since the budget was made. Asked where the run decides to send the next batch
+    (and before each chunk, poll-form write and pulled page), so batches already in flight
+    finish: a run can end a few requests past ``max_requests`` (the batches in flight,
+    at most the push concurrency less one, and their retries). ``reason`` says which
+    budget ran out, for the run's record.
+    """
+
+    def __init__(self, stop: StopSignal | None, *, max_requests: int | None, max_duration_s: float | None,
+                 requests: Callable[[], int], clock: Callable[[], float] = time.monotonic) -> None:
+        if max_requests is not None and max_requests < 1:
+            raise ValueError(f"max_requests must be at least 1, got {max_requests}")
+        if max_duration_s is not None and max_duration_s <= 0:
+            raise ValueError(f"max_duration_s must be positive, got {max_duration_s}")
+        self.stop = stop
+        self.max_requests = max_requests
+        self.max_duration_s = max_duration_s
+        self._requests = requests
+        self._clock = clock
+        self._started = clock()
+        self.reason = ""
+
+    def is_set(self) -> bool:
+        if self.reason:
+            return True
+        if self.stop is not None and self.stop.is_set():
+            return True
+        if self.max_requests is not None:
+            made = self._requests()
+            if made >= self.max_requests:
+                self.reason = (f"run budget reached: {made} Bitrix24 requests of --max-requests "
+                               f"{self.max_requests}; the batches in flight finished, the rest waits for the next "
+                               f"run")
+                return True
+        if self.max_duration_s is not None:
+            elapsed = self._clock() - self._started
+            if elapsed >= self.max_duration_s:
+                self.reason = (f"run budget reached: {elapsed:.0f}s of --max-duration {self.max_duration_s:g}s; "
+                               f"the batches in flight finished, the rest waits for the next run")
+                return True
+        return False
+
+    def set(self) -> None:  # the stop-event interface: stopping a budgeted run by hand stops it
+        if self.stop is not None and hasattr(self.stop, "set"):
+            self.stop.set()
+        else:
+            self.reason = self.reason or "stopped on request"
 
 
 class RunSummary(BaseModel):

@@ -7,6 +7,7 @@ of the store (``storage.snapshot``) and stops where the CRM would be written.
 """
 from __future__ import annotations
 
+import dataclasses
 import gc
 import time
 import uuid
@@ -17,7 +18,7 @@ from loguru import logger
 from core.clock import utc_now
 from sync.answers_stage import AnswerStage, candidate_origin_ids, record_invalid
 from sync.mapping import FieldMapping
-from sync.options import RunOptions, RunSummary
+from sync.options import RunBudget, RunOptions, RunSummary
 from sync.polls_stage import sync_polls
 from sync.source.pull import pull
 from sync.tally import Tally
@@ -41,6 +42,11 @@ def run(options: RunOptions, *, survey, bitrix, ledger, mapping: FieldMapping,
     t0 = time.monotonic()
     # The clients live as long as the process (the scheduler reuses them): count this run's share.
     before = _stats(bitrix, survey)
+    if options.max_requests is not None or options.max_duration_s is not None:
+        # The budget stops the run where SIGTERM would: asked before each batch, chunk and page.
+        options = dataclasses.replace(options, stop=RunBudget(
+            options.stop, max_requests=options.max_requests, max_duration_s=options.max_duration_s,
+            requests=lambda: _stats(bitrix, survey)[0] - before[0]))
     run_id = ledger.start_run(command=options.command, dry_run=options.dry_run, since=options.since,
                               poll_filter=sorted(options.poll_ids))
     summary = RunSummary(run_id=run_id if not options.dry_run else f"dry-{uuid.uuid4()}", command=options.command,
@@ -96,6 +102,18 @@ def _stages(options: RunOptions, summary: RunSummary, tally: Tally, run_id: str,
         # An idle run still proves the webhook works, so a revoked one is noticed before data waits on it.
         bitrix.call("profile")
     summary.outcome = "needs_attention" if tally.attention else "ok"
-    if options.stopping:
+    stopped = _why_stopped(options.stop)
+    if stopped:
         summary.outcome = "interrupted"
-        summary.error = "stopped on request (SIGTERM/SIGINT) after the batches in flight; the next run goes on"
+        summary.error = stopped
+
+
+def _why_stopped(stop) -> str:
+    """Why the run stopped early, or "" when it did not (a budget that ran out only after the last batch did not)."""
+    budget = stop if isinstance(stop, RunBudget) else None
+    if budget is not None and budget.reason:
+        return budget.reason
+    signal = budget.stop if budget is not None else stop
+    if signal is not None and signal.is_set():
+        return "stopped on request (SIGTERM/SIGINT) after the batches in flight; the next run goes on"
+    return ""
