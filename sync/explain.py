@@ -347,8 +347,8 @@ def problem_of(line: ProblemLine) -> Problem:
 # --- gathering: the store and the CRM ---------------------------------------------------------
 
 def gather(ctx: Any, answer_id: int, *, offline: bool) -> Explanation | None:
-    """Read the answer's ledger row, its poll, its intake versions and (unless ``offline``) the CRM's
-    look-ups; plan it; explain it. None when the answer is not in the store."""
+    """Read the answer's ledger row, its poll, its intake versions and (unless ``offline`` or no webhook is
+    configured) the CRM's look-ups; plan it; explain it. None when the answer is not in the store."""
     from storage.ledger import content_hash
     from sync.answers_stage import candidate_origin_ids
     from sync.plan.build import AnswerInput, ProgrammeResolver, build_answer_plan
@@ -368,8 +368,9 @@ def gather(ctx: Any, answer_id: int, *, offline: bool) -> Explanation | None:
         from storage.inbox import InboxStore
         versions = inbox_versions(InboxStore(ctx.engine).answer_versions(answer_id=answer_id),
                                   current_at=row.updated_at)
+    webhook = settings.bitrix24_webhook_url
     plan = lookups = None
-    if not offline:
+    if not offline and webhook is not None:  # without a webhook there is no CRM to ask: as offline
         from sync.crm.lookups import fetch_answer_lookups, fetch_programmes
         source_name = settings.source_name or mapping.source_name
         programmes = fetch_programmes(ctx.bitrix, mapping)
@@ -386,5 +387,5 @@ def gather(ctx: Any, answer_id: int, *, offline: bool) -> Explanation | None:
                                  mapping=mapping, source_name=source_name)
     return build_explanation(row=row, mapping=mapping, poll=poll,
                              poll_name=poll.poll_name if poll is not None else "", plan=plan, lookups=lookups,
-                             versions=versions, host=portal_host(settings.bitrix24_webhook_url.get_secret_value()),
+                             versions=versions, host=portal_host(webhook.get_secret_value()) if webhook is not None else None,
                              source=source)

@@ -23,7 +23,7 @@ WORDS: dict[str, dict[str, str]] = {
         "error": "Последняя ошибка: {error}",
         "versions": "Версии", "version": "{n}. {at} · хэш {hash} · доставок: {deliveries}",
         "current": " · текущая", "current_pushed": " · текущая, записана в CRM", "changed": " · изменено: {codes}",
-        "offline": "Без обращения к CRM (--offline): справочники пусты, поэтому ниже — правила и значения из "
+        "offline": "Без обращения к CRM (--offline или не задан BITRIX24_WEBHOOK_URL): справочники пусты, поэтому ниже — правила и значения из "
                    "ответа, сделки из журнала, проблемы — записанные при последней синхронизации.",
         "contact": "Контакт {id}", "contact_new": "Контакт (будет создан)",
         "deal": "Сделка {id}", "deal_new": "Сделка (будет создана)",
@@ -59,7 +59,7 @@ WORDS: dict[str, dict[str, str]] = {
         "error": "Last error: {error}",
         "versions": "Versions", "version": "{n}. {at} · hash {hash} · deliveries: {deliveries}",
         "current": " · current", "current_pushed": " · current, written to the CRM", "changed": " · changed: {codes}",
-        "offline": "Without the CRM (--offline): the look-ups are empty, so below are the rules and the answer's "
+        "offline": "Without the CRM (--offline, or BITRIX24_WEBHOOK_URL not set): the look-ups are empty, so below are the rules and the answer's "
                    "values, deals from the ledger, and the problems recorded at the last sync.",
         "contact": "Contact {id}", "contact_new": "Contact (to be created)",
         "deal": "Deal {id}", "deal_new": "Deal (to be created)",

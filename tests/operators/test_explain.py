@@ -140,11 +140,24 @@ def test_offline_shows_rules_and_the_ledgers_records_with_a_note(synced):
     assert result.exit_code == 0, result.output
     out = result.output
     row = ledger_row(synced, UNKNOWN_PROGRAMME)
-    assert "Без обращения к CRM (--offline)" in out
+    assert "Без обращения к CRM (--offline" in out
     assert f"Сделка {row.deal_ids['706']} (элемент программы 706)" in out
     assert 'UTM_SOURCE ← utm:utm_source = "yandex"\n' in out  # no outcome: nothing was asked of the CRM
     assert "Проблемы (записанные при последней синхронизации)" in out
     assert "Квантовая алхимия" in out
+
+
+def test_without_a_webhook_it_explains_offline_and_without_links(synced, monkeypatch):
+    portal, job = synced
+    env = {"SURVEY_SOURCE": "intake", "DATABASE_URL": job.store_url, "FIELD_MAPPING": str(job.settings().field_mapping),
+           "REPORT_LANGUAGE": "en", "LOG_LEVEL": "WARNING"}
+    monkeypatch.delenv("BITRIX24_WEBHOOK_URL", raising=False)
+    import cli
+    result = CliRunner().invoke(cli.cli, ["explain", "--answer", str(EDITED)], env=env)
+    assert result.exit_code == 0, result.output
+    assert "Without the CRM (--offline, or BITRIX24_WEBHOOK_URL not set)" in result.output
+    assert "https://" not in result.output
+    assert f"Deal {ledger_row(synced, EDITED).deal_ids['700']} (programme element 700) (from the ledger)" in result.output
 
 
 def test_an_answer_not_in_the_store_exits_2_with_a_clear_line(synced):
