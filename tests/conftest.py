@@ -58,7 +58,7 @@ class Job:
     def settings(self, **overrides):
         from sync.settings import load_settings
         values = dict(self.box.settings_kwargs(), database_url=self.store_url,
-                      field_mapping=str(ROOT / "field_mapping.json"), http_timeout_s=5, lookback_minutes=10)
+                      field_mapping=str(ROOT / "examples" / "field_mapping.smart-processes.json"), http_timeout_s=5, lookback_minutes=10)
         values.update(overrides)
         return load_settings(**values)
 
