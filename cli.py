@@ -71,8 +71,7 @@ def sync(since, polls, dry_run, report_path, show_personal_data, metrics_file, b
         summary = execute(ctx, options, progress=progress)
     finally:
         progress.close()
-    written = write_report_or_say_why(summary, report_path, language=settings.report_language,
-                                      show_personal_data=show_personal_data)
+    written = write_report_or_say_why(summary, report_path, settings, show_personal_data=show_personal_data)
     print_summary(summary, written, settings.report_language)
     sys.exit(exit_for(summary))
 
@@ -97,7 +96,7 @@ def retry(answer_ids, report_path) -> None:
     options = options_from(settings, command="retry", pull=False, include_attention=True, answer_ids=set(answer_ids),
                            keep_plan=report_path is not None)
     summary = execute(ctx, options)
-    written = write_report_or_say_why(summary, report_path, language=settings.report_language)
+    written = write_report_or_say_why(summary, report_path, settings)
     print_summary(summary, written, settings.report_language)
     sys.exit(exit_for(summary))
 

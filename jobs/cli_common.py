@@ -103,14 +103,18 @@ def check_report_path(path: Path) -> None:
         raise ConfigError(f"--report {path}: the existing file is not writable → remove it or choose another name")
 
 
-def write_report_or_say_why(summary, path: Path | None, *, language: str, show_personal_data: bool = False,
-                            **kwargs) -> Path | None:
-    """Write the report; if that fails after the run, say why on stderr and return None (the run is not lost)."""
+def write_report_or_say_why(summary, path: Path | None, settings, *, show_personal_data: bool = False) -> Path | None:
+    """Write the report; if that fails after the run, say why on stderr and return None (the run is not lost).
+
+    Contacts and deals link to their cards on the portal of BITRIX24_WEBHOOK_URL (its host only).
+    """
     if path is None:
         return None
-    from sync.report.render import write_report
+    from sync.report.render import portal_url, write_report
+    language = settings.report_language
     try:
-        return write_report(summary, path, language=language, show_personal_data=show_personal_data, **kwargs)
+        return write_report(summary, path, language=language, show_personal_data=show_personal_data,
+                            crm_url=portal_url(settings.bitrix24_webhook_url))
     except OSError as exc:
         from sync.report.messages import LABELS
         click.echo(LABELS[language]["report_not_written"].format(path=path, reason=exc.strerror or exc), err=True)

@@ -38,6 +38,11 @@ def _with_code(text: str) -> str:
     return "".join(f"<code>{_h(p)}</code>" if i % 2 else _h(p) for i, p in enumerate(parts))
 
 
+def _link(text: Any, url: str | None) -> str:
+    """``text`` escaped, as a link to ``url`` (a CRM card; built from integers, never from the public) if any."""
+    return f'<a href="{_h(url)}" target="_blank" rel="noopener">{_h(text)}</a>' if url else _h(text)
+
+
 def _sev(severity: str, labels: dict[str, str]) -> str:
     return f'<span class="sev {_h(severity)}">{_h(labels.get("severity_" + severity, severity))}</span>'
 
@@ -122,12 +127,12 @@ def render_html(v: ReportView) -> str:
             rows = []
             for a in v.answers:
                 deals = ('<ul class="items">' + "".join(
-                    f"<li><b>{_h(d.programme)}</b> — {_h(d.label)}<br><span class=\"muted\">{_h(d.title)}</span></li>"
+                    f"<li><b>{_h(d.programme)}</b> — {_link(d.label, d.url)}<br><span class=\"muted\">{_h(d.title)}</span></li>"
                     for d in a.deals) + "</ul>") if a.deals else '<span class="muted">—</span>'
                 row_class = a.status if a.status != "ready" else ""
                 rows.append(f'<tr class="{row_class}"><td>{a.plan.answer_id}</td><td>{a.plan.poll_id}</td>'
                             f"<td>{_h(a.respondent or '—')}</td><td>{_h(a.email or '—')}</td>"
-                            f"<td>{_h(a.phone or '—')}</td><td>{_h(a.contact_label)}</td><td>{deals}</td>"
+                            f"<td>{_h(a.phone or '—')}</td><td>{_link(a.contact_label, a.contact_url)}</td><td>{deals}</td>"
                             f"<td>{_html_problems(a.problems, L)}</td><td>{_h(a.status_label)}</td></tr>")
             _html_table(out, [L["answer"], L["poll"], L["respondent"], L["email"], L["phone"], L["contact"],
                               L["deals"], L["problems"], L["status"]], rows)

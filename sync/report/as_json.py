@@ -41,9 +41,11 @@ def render_json(v: ReportView) -> str:
                 data["contact_email"] = mask_email(data["contact_email"])
             for deal, shown in zip(data["deals"], a.deals):
                 deal["title"] = shown.title
+                deal["deal_id"] = shown.deal_id
+                deal["url"] = shown.url
             data["problems"] = [_json_problem(p) for p in a.problems]
             data["needs_attention"] = a.status == "attention"
-            data["contact"] = {"action": a.contact_action or None, "contact_id": a.contact_id}
+            data["contact"] = {"action": a.contact_action or None, "contact_id": a.contact_id, "url": a.contact_url}
             data["problems_text"] = [p.text for p in a.problems]
             answers.append(data)
         polls = []

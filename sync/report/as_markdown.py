@@ -21,6 +21,11 @@ def _md(value: Any) -> str:
     return _MD_SPECIAL.sub(_md_escape, str(value if value is not None else "—"))
 
 
+def _md_link(text: Any, url: str | None) -> str:
+    """``text`` escaped, as a link to ``url`` (a CRM card built from integers) if any."""
+    return f"[{_md(text)}]({url})" if url else _md(text)
+
+
 def _md_table(out: list[str], headers: list[str], rows: list[list[str]]) -> None:
     """Append a table; cells must already be escaped."""
     out.append("| " + " | ".join(_md(h) for h in headers) + " |")
@@ -82,10 +87,11 @@ def render_md(v: ReportView) -> str:
         return "\n".join(out)
     rows = []
     for a in v.answers:
-        deals = "; ".join(f"{_md(d.programme)} · {_md(d.label)} · «{_md(d.title)}»" for d in a.deals) or "—"
+        deals = "; ".join(f"{_md(d.programme)} · {_md_link(d.label, d.url)} · «{_md(d.title)}»" for d in a.deals) or "—"
         problems = " ".join(f"{_SEVERITY_MARK.get(p.severity, '')} {_md(p.text)}" for p in a.problems) or "—"
         rows.append([str(a.plan.answer_id), str(a.plan.poll_id), _md(a.respondent or "—"), _md(a.email or "—"),
-                     _md(a.phone or "—"), _md(a.contact_label), deals, problems, _md(a.status_label)])
+                     _md(a.phone or "—"), _md_link(a.contact_label, a.contact_url), deals, problems,
+                     _md(a.status_label)])
     _md_table(out, [L["answer"], L["poll"], L["respondent"], L["email"], L["phone"], L["contact"], L["deals"],
                     L["problems"], L["status"]], rows)
     return "\n".join(out)

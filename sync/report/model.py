@@ -40,6 +40,7 @@ class DealView:
     deal_id: int | None
     programme: str
     title: str
+    url: str | None = None   # the deal's card on the portal, when its id is known
 
 
 @dataclass(slots=True)
@@ -57,6 +58,7 @@ class AnswerView:
     problems: list[ProblemView]
     status: str
     status_label: str
+    contact_url: str | None = None
 
 
 @dataclass(slots=True)
@@ -97,6 +99,7 @@ class ReportView:
     polls: list[PollView]
     answers: list[AnswerView]
     contacts: list[ContactPlan]
+    crm_url: str | None = None
 
     @property
     def has_plan(self) -> bool:
@@ -110,8 +113,10 @@ def _severity_of(code: str) -> str:
 class ViewBuilder:
     """Builds a ``ReportView``, grouping problems by code as it goes."""
 
-    def __init__(self, summary: RunSummary, language: str, show_personal_data: bool) -> None:
+    def __init__(self, summary: RunSummary, language: str, show_personal_data: bool,
+                 crm_url: str | None = None) -> None:
         check_language(language)
+        self.crm_url = crm_url.rstrip("/") if crm_url else None
         self.summary = summary
         self.language = language
         self.masked = not show_personal_data
@@ -160,17 +165,30 @@ class ViewBuilder:
         status_label = labels[f"status_{status}"]
         if plan.outcome is not None:  # a real run: say what happened, with the ids it got
             contact_id = plan.outcome_contact_id or contact_id
+            if contact_action == "create" and contact_id is not None:
+                contact_label = labels["contact_created"].format(contact_id=contact_id)
             for view, d in zip(deals, plan.deals):
                 view.deal_id = plan.outcome_deal_ids.get(d.programme_key, view.deal_id)
+                if d.action == "create" and view.deal_id is not None:
+                    view.label = labels["deal_created"].format(deal_id=view.deal_id)
             error = scrub_text(plan.outcome_error) if self.masked else redact(plan.outcome_error)
             outcome_label = labels[f"status_{plan.outcome}"].format(error=error)
             if plan.outcome != "pushed":
                 status, status_label = "attention", outcome_label
             else:
                 status_label = outcome_label if status == "ready" else f"{outcome_label}; {status_label}"
+        for view in deals:
+            view.url = self.record_url("deal", view.deal_id)
         return AnswerView(plan=plan, respondent=respondent, email=email, phone=phone, contact_action=contact_action,
                           contact_id=contact_id, contact_label=contact_label, deals=deals, problems=problems,
-                          status=status, status_label=status_label)
+                          status=status, status_label=status_label,
+                          contact_url=self.record_url("contact", contact_id))
+
+    def record_url(self, kind: str, record_id: int | None) -> str | None:
+        """The record's card on the portal (``/crm/deal/details/<id>/``), when the portal and the id are known."""
+        if self.crm_url is None or record_id is None:
+            return None
+        return f"{self.crm_url}/crm/{kind}/details/{int(record_id)}/"
 
     def poll(self, plan: PollPlan) -> PollView:
         problems = [self.problem(p) for p in plan.problems]
@@ -179,6 +197,8 @@ class ViewBuilder:
             g.count += 1
             g.polls.append((plan.poll_id, plan.poll_name, p.text))
         label = self.labels.get(f"poll_{plan.action}", plan.action).format(item_id=plan.item_id)
+        if not self.summary.dry_run and plan.action == "create" and plan.item_id is not None:
+            label = self.labels["poll_created"].format(item_id=plan.item_id)  # the id the run got
         return PollView(plan=plan, label=label, problems=problems)
 
     def build(self) -> ReportView:
@@ -220,9 +240,13 @@ class ViewBuilder:
                     (labels["survey_requests"], s.survey_requests)]
         return ReportView(summary=s, language=lang, masked=self.masked, labels=labels, totals=totals, counts=counts,
                           by_code=by_code, requests=requests, groups=groups, polls=polls, answers=answers,
-                          contacts=contacts)
+                          contacts=contacts, crm_url=self.crm_url)
 
 
-def build_view(summary: RunSummary, language: str, show_personal_data: bool) -> ReportView:
-    """The view of ``summary`` in ``language``; personal data masked unless ``show_personal_data``."""
-    return ViewBuilder(summary, language, show_personal_data).build()
+def build_view(summary: RunSummary, language: str, show_personal_data: bool, crm_url: str | None = None) -> ReportView:
+    """The view of ``summary`` in ``language``; personal data masked unless ``show_personal_data``.
+
+    ``crm_url`` (``https://<portal>``, never the webhook: that holds the secret) makes
+    every known contact and deal id a link to its card.
+    """
+    return ViewBuilder(summary, language, show_personal_data, crm_url).build()

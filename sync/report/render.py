@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
 from sync.report.as_csv import CSV_COLUMNS, render_csv
 from sync.report.as_html import render_html
@@ -48,17 +48,35 @@ _RENDERERS: dict[str, Callable[[ReportView], str]] = {"md": render_md, "html": r
 
 
 def render_report(summary: RunSummary, *, fmt: Format, language: Language = "ru",
-                  show_personal_data: bool = False) -> str:
+                  show_personal_data: bool = False, crm_url: str | None = None) -> str:
     """The report of ``summary`` as text in ``fmt`` (md, html, json or csv).
 
     Totals come first, then problems grouped by kind with what to do, then poll forms
     and answers (when ``summary.plan`` was kept). Personal data are masked unless
-    ``show_personal_data``. A CSV starts with a BOM so Excel reads it as UTF-8.
+    ``show_personal_data``. ``crm_url`` (see ``portal_url``) links contacts and deals to
+    their cards. A CSV starts with a BOM so Excel reads it as UTF-8.
     """
     renderer = _RENDERERS.get(fmt)
     if renderer is None:
         raise ValueError(f"unsupported report format {fmt!r}; supported: {', '.join(FORMATS)}")
-    return renderer(build_view(summary, language, show_personal_data))
+    return renderer(build_view(summary, language, show_personal_data, crm_url))
+
+
+def portal_url(webhook_url: Any) -> str | None:
+    """``https://<portal>`` of a webhook URL: scheme and host only, never its path (the secret is there)."""
+    from urllib.parse import urlsplit
+    text = webhook_url.get_secret_value() if hasattr(webhook_url, "get_secret_value") else webhook_url
+    if not text:
+        return None
+    try:
+        parts = urlsplit(str(text).strip())
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not host:
+        return None
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
 
 
 def format_for_path(path: Path) -> Format:
@@ -71,7 +89,7 @@ def format_for_path(path: Path) -> Format:
 
 
 def write_report(summary: RunSummary, path: Path, *, language: Language = "ru",
-                 show_personal_data: bool = False) -> Path:
+                 show_personal_data: bool = False, crm_url: str | None = None) -> Path:
     """Write the report to ``path`` in the format its extension names; return the path.
 
     Supported: ``.md``, ``.html``/``.htm``, ``.json``, ``.csv`` (anything else is a
@@ -79,7 +97,8 @@ def write_report(summary: RunSummary, path: Path, *, language: Language = "ru",
     """
     path = Path(path)
     fmt = format_for_path(path)
-    text = render_report(summary, fmt=fmt, language=language, show_personal_data=show_personal_data)
+    text = render_report(summary, fmt=fmt, language=language, show_personal_data=show_personal_data,
+                         crm_url=crm_url)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
     try:
@@ -92,5 +111,5 @@ def write_report(summary: RunSummary, path: Path, *, language: Language = "ru",
 
 
 __all__ = ["CSV_COLUMNS", "EXTENSIONS", "FORMATS", "format_for_path", "format_summary_line", "mask_email",
-           "mask_name", "mask_params", "mask_phone", "mask_title", "problem_text", "render_report", "scrub_text",
-           "write_report"]
+           "mask_name", "mask_params", "mask_phone", "mask_title", "portal_url", "problem_text", "render_report",
+           "scrub_text", "write_report"]
