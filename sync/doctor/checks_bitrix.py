@@ -18,6 +18,10 @@ def bitrix_checks(ck: Checklist, settings: Any) -> tuple[Any, set[str]]:
     """The webhook and scope checks: ``(client or None when the portal is not usable, scopes missing)``."""
     from sync.clients.bitrix24 import Bitrix24Client
     name = "Bitrix24 webhook"
+    if settings.bitrix24_webhook_url is None:  # the configuration line already says so
+        ck.skip(name, "BITRIX24_WEBHOOK_URL is not set", CONFIG)
+        ck.skip("Bitrix24 scopes", "BITRIX24_WEBHOOK_URL is not set", SYSTEM)
+        return None, set()
     try:
         client = Bitrix24Client(settings.bitrix24_webhook_url, timeout=min(settings.http_timeout_s, DOCTOR_TIMEOUT_S),
                                 rate_per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst,

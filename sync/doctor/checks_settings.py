@@ -19,13 +19,33 @@ def settings_check(ck: Checklist, settings: Any) -> Any:
         except ConfigError as exc:
             text = str(exc)
             lines = [ln.strip() for ln in text.splitlines() if ln.startswith("  ")]
+            if "BITRIX24_WEBHOOK_URL" not in text and _webhook_unset():
+                lines.append(WEBHOOK_UNSET)
             names = [m.group(0) for ln in lines if (m := re.match(r"[A-Z][A-Z0-9_]*", ln))]
             fix = ("set " + ", ".join(names) if names else "fix the settings") + \
                 " in the environment or in .env in the working directory (see README, 'Configuration')"
             ck.fail(name, "; ".join(lines) or text, fix, CONFIG)
             return None
+    if settings.bitrix24_webhook_url is None:
+        # Optional for the settings (``status`` needs no webhook), required for everything the doctor checks.
+        ck.fail(name, WEBHOOK_UNSET, "set BITRIX24_WEBHOOK_URL in the environment or in .env in the working "
+                                     "directory (see README, 'Configuration')", CONFIG)
+        return settings
     ck.ok(name, f"every setting is present; store {store_display(settings.database_url)}")
     return settings
+
+
+WEBHOOK_UNSET = ("BITRIX24_WEBHOOK_URL is not set (the inbound webhook URL, "
+                 "https://<portal>.bitrix24.ru/rest/<user_id>/<secret>/)")
+
+
+def _webhook_unset() -> bool:
+    """Whether the webhook is missing too, when the settings failed for another reason (so one line names all)."""
+    from sync.settings import load_settings
+    try:
+        return load_settings(survey_source="intake").bitrix24_webhook_url is None
+    except ConfigError:
+        return False
 
 
 def store_display(url: str) -> str:

@@ -1,6 +1,7 @@
 """The store check: DATABASE_URL answers and is migrated to the code's revision (nothing is created)."""
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from core.errors import StoreError
@@ -17,9 +18,17 @@ def store_check(ck: Checklist, settings: Any) -> None:
         if url.get_backend_name() == "sqlite":
             path = sqlite_path(url)
             if path is not None and not path.exists():
-                ck.fail(name, f"no store yet at {path}",
-                        "the first run creates and migrates it (python cli.py sync), or `python cli.py status` "
-                        "does now; if one should exist, check DATABASE_URL and the working directory", SYSTEM)
+                # A fresh install: nothing is wrong, the first run creates it. Refused only if it cannot be.
+                ancestor = path.parent
+                while not ancestor.exists() and ancestor != ancestor.parent:
+                    ancestor = ancestor.parent
+                if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+                    ck.fail(name, f"no store yet at {path}, and it cannot be created: {ancestor} is not a "
+                                  f"writable directory",
+                            "point DATABASE_URL at a writable place, or fix the directory's permissions", SYSTEM)
+                    return
+                ck.ok(name, f"no store yet at {path}: the first run (or `python cli.py status`) creates it "
+                            f"(if one should exist already, check DATABASE_URL and the working directory)")
                 return
         engine = make_engine(settings.database_url)
         try:
@@ -30,8 +39,9 @@ def store_check(ck: Checklist, settings: Any) -> None:
         ck.fail(name, one_line(exc), "check DATABASE_URL and that the database server is up", SYSTEM)
         return
     if current is None:
-        ck.fail(name, f"{shown} answers but is not migrated (no schema yet; the code is at {head})",
-                "run `python cli.py status` (it migrates), or any sync: runs migrate at start", SYSTEM)
+        # An empty database is a fresh install too: every run migrates at start.
+        ck.ok(name, f"{shown} answers and has no schema yet: the first run (or `python cli.py status`) creates it "
+                    f"at revision {head}")
     elif current != head:
         ck.fail(name, f"{shown} is at schema revision {current}, the code expects {head}",
                 "run `python cli.py status` to migrate it; if the store is newer than the code, deploy the newer "

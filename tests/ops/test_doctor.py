@@ -208,21 +208,28 @@ def test_incomplete_configuration_names_each_missing_setting(monkeypatch, tmp_pa
     assert exit_code_for(checks) == exit_codes.USAGE_ERROR
 
 
-def test_a_store_that_does_not_exist_yet_is_reported_and_not_created(settings_for, tmp_path):
+def test_a_store_that_does_not_exist_yet_passes_as_will_be_created_and_is_not_created(settings_for, tmp_path):
     path = tmp_path / "data" / "sync.sqlite3"
     checks = run_checks(settings_for(database_url=f"sqlite:///{path}"))
     store = by_name(checks)["store"]
-    assert not store.ok and f"no store yet at {path}" in store.detail and "python cli.py status" in store.fix
+    assert store.ok and f"no store yet at {path}: the first run" in store.detail
     assert not path.exists()
-    assert exit_code_for(checks) == exit_codes.ABORTED
+    assert exit_code_for(checks) == exit_codes.OK  # a fresh install is not a failure (it was exit 3)
 
 
-def test_an_unmigrated_store_is_reported(settings_for, tmp_path):
+def test_a_store_that_cannot_be_created_fails(settings_for, tmp_path):
+    (tmp_path / "data").write_text("a file where the directory should be")
+    path = tmp_path / "data" / "sync.sqlite3"
+    store = by_name(run_checks(settings_for(database_url=f"sqlite:///{path}")))["store"]
+    assert not store.ok and "cannot be created" in store.detail and "DATABASE_URL" in store.fix
+
+
+def test_an_empty_database_passes_as_will_be_migrated(settings_for, tmp_path):
     from storage.db import make_engine
     url = f"sqlite:///{tmp_path}/empty.sqlite3"
     make_engine(url).dispose()  # exists, no tables
     store = by_name(run_checks(settings_for(database_url=url)))["store"]
-    assert not store.ok and "is not migrated" in store.detail
+    assert store.ok and "has no schema yet: the first run" in store.detail
 
 
 def test_the_checklist_prints_one_line_per_check_with_the_fix():
