@@ -1,4 +1,5 @@
-"""Chaos: every fault on at once, the sync SIGKILLed at random moments, and still nothing lost or duplicated.
+"""Chaos: every fault on at once, the sync SIGKILLed at random moments, and still nothing lost or
+duplicated, and every field the job owns holds what the answers say (``tests.oracle``).
 
 Seeded (``CHAOS_SEED``) so a failure replays. ``CHAOS_FULL=1`` runs the long variant
 (more answers, more killed runs); CI runs the short one.
@@ -24,6 +25,7 @@ from sync.plan.normalize import normalize_email
 from sync.plan.build import ProgrammeResolver
 from sync.plan.models import Programme
 from tests.conftest import ROOT, Job, _store
+from tests.oracle import Crm, check_crm
 
 FULL = os.environ.get("CHAOS_FULL") == "1"
 SEED = int(os.environ.get("CHAOS_SEED", "20261127"))
@@ -96,6 +98,16 @@ def census(box, job: Job, resolver: ProgrammeResolver) -> tuple[int, int, list[s
     return lost, duplicates, details
 
 
+SMART_MAPPING = ROOT / "examples" / "field_mapping.smart-processes.json"
+
+
+def wrong_fields(box, before: Crm, earlier: dict[int, list[dict]] | None = None) -> list:
+    """The oracle's mismatches between the CRM and the answers' latest versions (smart mapping)."""
+    mapping = load_mapping(SMART_MAPPING)
+    return check_crm(after=Crm.of(box.bitrix, mapping), before=before, answers=box.survey.admin.all_answers(),
+                     mapping=mapping, polls=box.survey.admin.polls(), earlier=earlier)
+
+
 def _resolver() -> ProgrammeResolver:
     portal = json.loads((ROOT / "sandbox" / "portal.json").read_text(encoding="utf-8"))
     programmes = [Programme(id=i["id"], title=i["title"]) for i in portal["smart_processes"][1]["items"]]
@@ -158,15 +170,19 @@ def _chaos_box(seed: int) -> Sandbox:
                   bitrix_kwargs={"slow_s": 2.0}, slow_s=2.0, cursor_ttl_s=900)
     box.start()
     box.survey.admin.set_clock(box.survey.admin.now())  # frozen: time moves only when the test says so
+    # What the portal held before any sync: the oracle holds pre-existing values unchanged.
+    box.before = Crm.of(box.bitrix, load_mapping(SMART_MAPPING))
     return box
 
 
-def _assert_clean(box, store_url, runs):
+def _assert_clean(box, store_url, runs, started: float):
     lost, duplicates, details = census(box, Job(box, store_url), _resolver())
-    print(f"lost={lost} duplicates={duplicates} runs={runs} seed={SEED}")
+    wrong = wrong_fields(box, box.before)
+    print(f"answers={len(box.survey.admin.all_answers())} runs={runs} lost={lost} duplicates={duplicates} "
+          f"wrong_fields={len(wrong)} time={time.monotonic() - started:.0f}s seed={SEED}")
     fired = {"bitrix": box.bitrix.admin.counters()["faults_fired"], "survey": box.survey.admin.counters()["faults"]}
     print(f"faults fired: {fired}")
-    assert (lost, duplicates) == (0, 0), details[:20]
+    assert (lost, duplicates, len(wrong)) == (0, 0, 0), (details[:20], [str(m) for m in wrong[:20]])
     assert sum(fired["bitrix"].values()) > 0 and sum(fired["survey"].values()) > 0
 
 
@@ -174,10 +190,11 @@ def _assert_clean(box, store_url, runs):
 def test_chaos_sqlite_nothing_lost_nothing_duplicated(tmp_path):
     rng = random.Random(SEED)
     store_url = f"sqlite:///{tmp_path}/chaos.sqlite3"
+    started = time.monotonic()
     box = _chaos_box(SEED)
     try:
         runs = chaos_round(box, store_url, rng)
-        _assert_clean(box, store_url, runs)
+        _assert_clean(box, store_url, runs, started)
     finally:
         box.stop()
 
@@ -188,9 +205,10 @@ def test_chaos_postgres_with_two_workers_at_once():
         pytest.skip("TEST_DATABASE_URL is not set: Postgres variant skipped")
     rng = random.Random(SEED + 1)
     with _store("postgres") as store_url:
+        started = time.monotonic()
         box = _chaos_box(SEED + 1)
         try:
             runs = chaos_round(box, store_url, rng, workers=2)
-            _assert_clean(box, store_url, runs)
+            _assert_clean(box, store_url, runs, started)
         finally:
             box.stop()
