@@ -131,7 +131,10 @@ class AnswerStage:
         inputs, keys = self.inputs(chunk)
         if not inputs:
             return []
-        emails = [e for e in (normalize_email(i.answer.value_of(self.mapping.questions.email))[0] for i in inputs) if e]
+        # As typed: the portal folds only ASCII letters, so a contact stored as "Пётр@x.ru" is found by the
+        # typed form; sync.crm.lookups asks for it and for the lower-cased one the job stores.
+        typed = [i.answer.value_of(self.mapping.questions.email) for i in inputs]
+        emails = [t for t in typed if normalize_email(t)[0]]
         known = [d for i in inputs for d in i.known_deal_ids.values()]
         lookups = fetch_answer_lookups(self.bitrix, self.mapping, emails=emails, origin_ids=keys,
                                        source_name=self.source_name, programmes=self.programmes(),

@@ -14,7 +14,7 @@ from sync.crm.deal_lookups import deal_commands, fetch_summaries, read_deals
 from sync.crm.reads import (FINDBYCOMM_VALUES, LIST_PAGE, ReadClient, _id, _multi_values, _skipped, _text,
                             read_commands)
 from sync.mapping import FieldMapping
-from sync.plan.normalize import match_key_email
+from sync.plan.normalize import email_identity, match_key_email
 from sync.plan.models import AnswerLookups, CrmContact, CrmUser, PollLookups, Programme
 
 def _programmes_command(mapping: FieldMapping) -> tuple[str, dict]:
@@ -133,9 +133,13 @@ def fetch_answer_lookups(client: ReadClient, mapping: FieldMapping, *, emails: I
     reuses deals, by the contacts found; then the summaries those deals already carry.
     Three rounds at most, each one ``batch`` per 50 commands.
     """
-    emails = sorted(set(emails))
+    # Asked in the portal's folding (ASCII only), matched in the job's (every letter): an
+    # address typed "Пётр@x.ru" is asked as typed and as stored by the job ("пётр@x.ru").
+    emails = [e for e in emails if isinstance(e, str) and e.strip()]
+    wanted_emails = {email_identity(e) for e in emails}
+    keys = sorted({match_key_email(e) for e in emails} | {match_key_email(e) for e in wanted_emails})
     commands: dict[str, tuple[str, dict]] = {}
-    for i, group in enumerate(chunks(emails, FINDBYCOMM_VALUES)):
+    for i, group in enumerate(chunks(keys, FINDBYCOMM_VALUES)):
         commands[f"dup_{i}"] = ("crm.duplicate.findbycomm", {"type": "EMAIL", "values": list(group),
                                                              "entity_type": "CONTACT"})
     origin_ids = sorted(set(origin_ids))
@@ -156,10 +160,9 @@ def fetch_answer_lookups(client: ReadClient, mapping: FieldMapping, *, emails: I
                                           mapping=mapping, source_name=source_name)
     deals.update(by_contact)
     fetch_summaries(client, mapping, deals, concurrency=concurrency)
-    wanted_emails = set(emails)
     by_email: dict[str, list[CrmContact]] = {}
     for contact in contacts:
-        for value in {match_key_email(e) for e in contact.emails}:
+        for value in {email_identity(e) for e in contact.emails}:
             if value in wanted_emails:
                 by_email.setdefault(value, []).append(contact)
     wanted = set(origin_ids)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import re
+import string
 import unicodedata
 
 import phonenumbers
@@ -19,12 +20,24 @@ _SPACES = re.compile(r"\s+")
 # Lone surrogates (JSON "\ud800" decodes to one) cannot be encoded for any request or store.
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
 def match_key_email(raw: str) -> str:
-    """The form Bitrix24's duplicate search compares e-mails in: trimmed, lower-cased.
+    """The form ``crm.duplicate.findbycomm`` compares e-mails in: trimmed, ASCII letters lower-cased.
 
-    Also NFC: ``é`` typed precomposed or as ``e`` + combining accent is one address.
+    The portal folds with PHP's ``strtolower`` (bitrix24-rest.md §10): ``Пётр@x.ru`` stays
+    ``Пётр@x.ru`` there, so a key lower-cased in full would never find that contact. Also
+    NFC: ``é`` typed precomposed or as ``e`` + combining accent is one address.
+    """
+    return unicodedata.normalize("NFC", raw).strip().translate(_ASCII_LOWER)
+
+
+def email_identity(raw: str) -> str:
+    """One person's address however its letters are cased: trimmed, NFC, lower-cased in full.
+
+    Folds more than the portal does: the job groups answers and compares look-up results
+    by it, and asks the portal for each ``match_key_email`` form it may hold.
     """
     return unicodedata.normalize("NFC", unicodedata.normalize("NFC", raw).strip().lower())
 
@@ -51,7 +64,7 @@ def _normalize_email(raw: object) -> tuple[str | None, str | None]:
         return None, "missing_email"
     if not isinstance(raw, str):
         return None, "invalid_email"
-    candidate = match_key_email(raw)
+    candidate = email_identity(raw)
     if len(candidate) > 250:
         return None, "invalid_email"
     try:

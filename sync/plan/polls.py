@@ -5,7 +5,7 @@ from typing import Any, Iterable
 
 from sync.mapping import FieldMapping
 from sync.plan.models import Command, Plan, PollContext, PollLookups, PollPlan, Problem
-from sync.plan.normalize import clean_text
+from sync.plan.normalize import clean_text, match_key_email
 from sync.plan.values import TITLE_MAX, cut, source_value
 from sync.source.models import Poll
 
@@ -13,7 +13,7 @@ from sync.source.models import Poll
 def resolve_owner(email: str, users: PollLookups, mapping: FieldMapping) -> tuple[int, list[Problem]]:
     """The poll owner's user id, or the default responsible user with a warning saying why."""
     default = mapping.default_responsible_user_id
-    key = (email or "").strip().lower()
+    key = match_key_email(email or "")  # the key fetch_poll_lookups files users under
     user = users.users_by_email.get(key)
     if user is None:
         return default, [Problem(code="unknown_owner", severity="warning",

@@ -316,3 +316,35 @@ def test_a_failed_fill_in_of_an_existing_contact_leaves_the_answer_unpushed_and_
     assert [p["VALUE"] for p in ivan["PHONE"]] == ["+79031234567"]
     assert real.row(814573982).status == "pushed"
     real.assert_converged()
+
+
+# --- e-mails folded as the portal folds them --------------------------------------------------------------
+
+def _portal_folding(value: str) -> str:
+    """crm.duplicate.findbycomm's folding: trim, lower-case ASCII only (PHP strtolower; bitrix24-rest.md §10)."""
+    return value.strip().translate(str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz"))
+
+
+def test_an_email_with_a_cyrillic_capital_finds_its_contact_as_the_portal_folds_it(store_url, monkeypatch):
+    import sandbox.bitrix.state as state
+    # The emulator folds e-mails with str.lower(); the portal does not fold Cyrillic.
+    monkeypatch.setattr(state, "normalize_email", _portal_folding)
+    with Sandbox(portal="real", answers=0, rate_limit=None) as box:
+        [seeded] = box.bitrix.admin.add_contacts([{"NAME": "Пётр", "LAST_NAME": "Иванов", "SECOND_NAME": "",
+                                                   "EMAIL": [{"VALUE": "Пётр.Иванов@Example.RU",
+                                                              "VALUE_TYPE": "WORK"}]}])
+        portal = Portal(box, store_url, REAL_MAPPING)
+        _new_answer(portal, 880000081, "  Пётр.Иванов@example.ru ", programme=_programme(portal),
+                    first_name="Пётр", last_name="Иванов")
+        portal.sync()
+        [deal] = portal.deals_of_answer(880000081)
+        assert int(deal["CONTACT_ID"]) == seeded
+        # A contact the job created (its e-mail stored lower-cased) is found again however it was typed.
+        _new_answer(portal, 880000082, "Ольга.Смирнова@example.ru", programme=_programme(portal))
+        portal.sync()
+        _new_answer(portal, 880000083, "Ольга.Смирнова@example.ru", programme=_programme(portal, 1))
+        portal.sync()
+        [first], [second] = portal.deals_of_answer(880000082), portal.deals_of_answer(880000083)
+        assert first["CONTACT_ID"] == second["CONTACT_ID"]
+        assert len([c for c in box.bitrix.admin.contacts()
+                    if any("иванов" in e["VALUE"].lower() for e in c.get("EMAIL", []))]) == 1
