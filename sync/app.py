@@ -58,9 +58,13 @@ class Context:
                               "https://<portal>.bitrix24.ru/rest/<user_id>/<secret>/) → set it in the environment "
                               "or in .env; only commands that talk to Bitrix24 need it")
         return Bitrix24Client(s.bitrix24_webhook_url, timeout=timeout or s.bitrix24_timeout_s,
+        # The portal sums operating time over a sliding ten minutes, so a method's time frees within
+        # that: a wait budget shorter than the window (300 s) turned a 10,000-answer backfill's wait
+        # for it into thousands of answers failed with "run again later".
                               rate_per_s=s.rate_limit_per_s, burst=s.rate_limit_burst,
                               max_attempts=max_attempts or s.max_attempts,
-                              operating_limit_s=s.operating_limit_s or None, operating_margin=s.operating_margin)
+                              operating_limit_s=s.operating_limit_s or None, operating_margin=s.operating_margin,
+                              max_wait_s=660.0 if s.operating_limit_s else 300.0)
 
     @cached_property
     def engine(self) -> Any:
