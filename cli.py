@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 
-from jobs.cli_common import (Progress, check_report_path, cli_settings, exit_for, guarded, parse_since,
-                             print_summary, stop_on_signals, write_report_or_say_why)
+from jobs.cli_common import (DRY_RUN_LOCK_WAIT_S, Progress, check_report_path, cli_settings, exit_for, guarded,
+                             parse_since, print_summary, stop_on_signals, write_report_or_say_why)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -48,9 +48,13 @@ def cli() -> None:
 @click.option("--max-duration", "max_duration", type=click.FloatRange(min=0, min_open=True), default=None,
               metavar="SECONDS", help="Stop sending after this many seconds (batches in flight finish); "
                                       "the next run goes on.")
+@click.option("--lock-wait", "lock_wait", type=click.FloatRange(min=0), default=DRY_RUN_LOCK_WAIT_S,
+              show_default=True, metavar="SECONDS",
+              help="--dry-run only: wait this long for a running sync to finish before copying the store, "
+                   "then skip with exit 4 (0: skip at once). A real run never waits: the next tick catches up.")
 @guarded
 def sync(since, polls, dry_run, report_path, show_personal_data, metrics_file, bulk, max_requests,
-         max_duration) -> None:
+         max_duration, lock_wait) -> None:
     """Pull new and changed answers and push them to Bitrix24.
 
     \b
@@ -65,7 +69,7 @@ def sync(since, polls, dry_run, report_path, show_personal_data, metrics_file, b
     ctx = build_context(settings)
     options = options_from(settings, command="sync", since=since, poll_ids=set(polls), dry_run=dry_run,
                            keep_plan=report_path is not None, stop=stop_on_signals(), bulk=bulk,
-                           max_requests=max_requests, max_duration_s=max_duration)
+                           max_requests=max_requests, max_duration_s=max_duration, lock_wait_s=lock_wait)
     progress = Progress()
     try:
         summary = execute(ctx, options, progress=progress)

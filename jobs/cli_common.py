@@ -15,6 +15,11 @@ from core import exit_codes
 from core.errors import ConfigError, LockHeldError, StoreError, UpstreamError
 
 
+# The 5-minute sync usually takes seconds; a backfill can take much longer, and a nightly
+# dry-run would rather skip (with a line saying so) than sit behind it all night.
+DRY_RUN_LOCK_WAIT_S = 240.0
+
+
 def guarded(func):
     """Map the error tree to exit codes with a one-line reason on stderr, no traceback."""
     @functools.wraps(func)

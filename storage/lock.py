@@ -1,4 +1,4 @@
-"""The cross-process run lock: one sync at a time per store, never waiting.
+"""The cross-process run lock: one sync at a time per store; a taker waits only if it asks to.
 
 SQLite: an exclusive ``flock`` on ``<db file>.lock`` beside the database (through
 ``filelock``, with its soft-lock fallback off so only an OS lock is ever used); who
@@ -7,7 +7,8 @@ holds it is written to ``<db file>.lock.json``. Postgres: a session-level
 written to the ``locks`` table. Either way the OS or the server releases the lock
 when the holder's process dies, so a crashed run never blocks the next one.
 
-A second taker gets ``LockHeldError`` at once, naming the holder::
+A second taker gets ``LockHeldError`` at once (or after ``wait_s``, for a dry-run that
+would rather wait for the 5-minute sync than skip), naming the holder::
 
     another sync is running (pid 1234 on host, started 2026-11-27T03:00:00Z by 'sync')
 """
@@ -17,6 +18,7 @@ import json
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
@@ -39,8 +41,11 @@ _memory_guard = threading.Lock()
 
 
 @contextmanager
-def run_lock(engine_or_url: Engine | str, *, database_url: str | None = None, holder: str) -> Iterator[dict[str, Any]]:
-    """Hold the store's run lock for the ``with`` block, or raise ``LockHeldError`` at once.
+def run_lock(engine_or_url: Engine | str, *, database_url: str | None = None, holder: str,
+             wait_s: float = 0.0) -> Iterator[dict[str, Any]]:
+    """Hold the store's run lock for the ``with`` block, or raise ``LockHeldError``.
+
+    ``wait_s`` > 0 waits that long for a holder to finish before giving up (0: give up at once).
 
     ``holder`` says who takes it (the command: ``'sync'``, ``'retry'``…). Yields the
     holder info written for others to read (``holder``, ``pid``, ``host``, ``since``).
@@ -56,17 +61,17 @@ def run_lock(engine_or_url: Engine | str, *, database_url: str | None = None, ho
     info = {"holder": holder, "pid": os.getpid(), "host": socket.gethostname(), "since": _iso(utc_now())}
     if url.get_backend_name() == "sqlite":
         path = sqlite_path(url)
-        lock = _memory_lock(str(url)) if path is None else _file_lock(path.resolve(), info)
+        lock = _memory_lock(str(url), wait_s) if path is None else _file_lock(path.resolve(), info, wait_s)
         with lock:
             yield info
         return
     if isinstance(engine_or_url, Engine):
-        with _advisory_lock(engine_or_url, info):
+        with _advisory_lock(engine_or_url, info, wait_s):
             yield info
         return
     engine = make_engine(database_url)
     try:
-        with _advisory_lock(engine, info):
+        with _advisory_lock(engine, info, wait_s):
             yield info
     finally:
         engine.dispose()
@@ -78,14 +83,17 @@ def lock_paths(db_path: Path) -> tuple[Path, Path]:
 
 
 @contextmanager
-def _file_lock(db_path: Path, info: dict[str, Any]) -> Iterator[None]:
+def _file_lock(db_path: Path, info: dict[str, Any], wait_s: float = 0.0) -> Iterator[None]:
     lock_path, info_path = lock_paths(db_path)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(lock_path), blocking=False, thread_local=False, preserve_lock_file=True)
     try:
-        lock.acquire()
+        if wait_s > 0:
+            lock.acquire(timeout=wait_s, poll_interval=min(0.5, wait_s), blocking=True)
+        else:
+            lock.acquire()
     except Timeout:
-        raise _held(_read_info(info_path), where=str(lock_path)) from None
+        raise _held(_read_info(info_path), where=str(lock_path), waited_s=wait_s) from None
     try:
         tmp = info_path.with_name(info_path.name + f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(info, ensure_ascii=False), encoding="utf-8")
@@ -107,11 +115,11 @@ def _read_info(info_path: Path) -> dict[str, Any]:
 
 
 @contextmanager
-def _memory_lock(key: str) -> Iterator[None]:
+def _memory_lock(key: str, wait_s: float = 0.0) -> Iterator[None]:
     with _memory_guard:
         lock = _memory_locks.setdefault(key, threading.Lock())
-    if not lock.acquire(blocking=False):
-        raise _held({}, where="this process (in-memory store)")
+    if not (lock.acquire(timeout=wait_s) if wait_s > 0 else lock.acquire(blocking=False)):
+        raise _held({}, where="this process (in-memory store)", waited_s=wait_s)
     try:
         yield
     finally:
@@ -119,7 +127,7 @@ def _memory_lock(key: str) -> Iterator[None]:
 
 
 @contextmanager
-def _advisory_lock(engine: Engine, info: dict[str, Any]) -> Iterator[None]:
+def _advisory_lock(engine: Engine, info: dict[str, Any], wait_s: float = 0.0) -> Iterator[None]:
     with store_errors(engine, "taking the run lock"):
         # Autocommit: the advisory lock belongs to the session, not a transaction,
         # and the holder row must be visible to others at once.
@@ -128,10 +136,15 @@ def _advisory_lock(engine: Engine, info: dict[str, Any]) -> Iterator[None]:
     try:
         with store_errors(engine, "taking the run lock"):
             key = advisory_key(conn, LOCK_NAME)
-            locked = bool(conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar())
+            deadline = time.monotonic() + wait_s
+            while True:  # try, not block: a blocked session could not be given up on at the deadline
+                locked = bool(conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar())
+                if locked or time.monotonic() >= deadline:
+                    break
+                time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
             other = {} if locked else _read_row(conn)
         if not locked:
-            raise _held(other, where="a Postgres advisory lock")
+            raise _held(other, where="a Postgres advisory lock", waited_s=wait_s)
         _write_row(conn, info)
         yield
     finally:
@@ -189,7 +202,7 @@ def _read_row(conn: Connection) -> dict[str, Any]:
     return {"holder": row.holder, "pid": row.pid, "host": row.host, "since": _iso(row.since)}
 
 
-def _held(info: dict[str, Any], *, where: str) -> LockHeldError:
+def _held(info: dict[str, Any], *, where: str, waited_s: float = 0.0) -> LockHeldError:
     holder = str(info.get("holder") or "")
     since = str(info.get("since") or "")
     if info.get("pid"):
@@ -198,6 +211,13 @@ def _held(info: dict[str, Any], *, where: str) -> LockHeldError:
             who += f" by {holder!r}"
     else:
         who = f"holder unknown; lock: {where}"
+    if waited_s > 0:
+        return LockHeldError(
+            f"another sync is still running after {waited_s:g} s of waiting ({who}); this run is skipped → the next "
+            "scheduled one tries again, or run it by hand once that one has finished",
+            holder=holder,
+            since=since,
+        )
     return LockHeldError(
         f"another sync is running ({who}) → let it finish; the lock is freed the moment that process ends, "
         "so there is nothing to delete by hand",

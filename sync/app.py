@@ -4,7 +4,8 @@
 source, the Bitrix24 client, the store — so a command uses only what it needs
 (``status`` never needs a webhook) and every command builds them the same way.
 ``execute()`` runs once under the store's lock; a dry-run runs the same path over a
-throw-away copy of the store (``storage.snapshot``).
+throw-away copy of the store (``storage.snapshot``), taken under the lock (waiting up to
+``RunOptions.lock_wait_s`` for a real run to finish) and planned without it.
 """
 from __future__ import annotations
 
@@ -57,10 +58,10 @@ class Context:
             raise ConfigError("BITRIX24_WEBHOOK_URL is not set (the inbound webhook URL, "
                               "https://<portal>.bitrix24.ru/rest/<user_id>/<secret>/) → set it in the environment "
                               "or in .env; only commands that talk to Bitrix24 need it")
-        return Bitrix24Client(s.bitrix24_webhook_url, timeout=timeout or s.bitrix24_timeout_s,
         # The portal sums operating time over a sliding ten minutes, so a method's time frees within
         # that: a wait budget shorter than the window (300 s) turned a 10,000-answer backfill's wait
         # for it into thousands of answers failed with "run again later".
+        return Bitrix24Client(s.bitrix24_webhook_url, timeout=timeout or s.bitrix24_timeout_s,
                               rate_per_s=s.rate_limit_per_s, burst=s.rate_limit_burst,
                               max_attempts=max_attempts or s.max_attempts,
                               operating_limit_s=s.operating_limit_s or None, operating_margin=s.operating_margin,
@@ -98,9 +99,18 @@ def execute(ctx: Context, options: RunOptions, *, progress: Callable[[str, int],
     from sync.run import run
 
     if options.dry_run:
+        from contextlib import ExitStack
+
         from storage.ledger import Ledger
+        from storage.lock import run_lock
         from storage.snapshot import snapshot_of
-        with snapshot_of(ctx.engine) as copy:
+        with ExitStack() as stack:
+            # The lock only while the store is copied: a copy taken in the middle of a real run would
+            # hold its in-flight answers, which the dry-run would then reconcile against the CRM and
+            # report as if they were its own. After the copy the real run may go on (or start).
+            with run_lock(ctx.engine, database_url=ctx.settings.database_url, holder=f"{options.command} --dry-run",
+                          wait_s=options.lock_wait_s):
+                copy = stack.enter_context(snapshot_of(ctx.engine))
             ledger = Ledger(copy)
             before = ledger.needing_attention_ids()
             summary = run(options, survey=ctx.survey, bitrix=ctx.bitrix, ledger=ledger, mapping=ctx.mapping,

@@ -75,3 +75,15 @@ def test_each_command_and_its_options_exist(command):
     commands = cli_commands()
     assert name in commands, f"cli.py has no command {name!r}"
     commands[name].make_context(name, list(args))  # raises on an unknown option
+
+
+def test_the_nightly_dry_run_does_not_start_with_the_5_minute_sync():
+    """Both at 02:30 collided every night (issue 13, item 7): the dry run is off the 5-minute marks."""
+    from datetime import datetime
+    every_5 = next(s for s, c in entries() if s.startswith("*/5 "))
+    nightly, command = next((s, c) for s, c in entries() if "--dry-run" in c)
+    start = datetime(2026, 11, 27, 0, 0)
+    ticks = croniter(every_5, start)
+    sync_times = {ticks.get_next(datetime) for _ in range(24 * 12)}
+    assert croniter(nightly, start).get_next(datetime) not in sync_times
+    assert "--lock-wait" in command  # and it waits, bounded, for a sync still running
