@@ -165,7 +165,10 @@ class _AnswerPlanner:
         own_id = self.lookups.deals_by_origin.get(oid)
         if own_id is None and item.known_deal_ids.get(key) in self.lookups.deals:
             own_id = item.known_deal_ids[key]
-        if own_id is None and dm.reuse == "never":
+        if own_id is None:
+            # A deal the ledger saw this answer land on, not found by its key nor by its id (asked
+            # by id when deals are reused): deleted in the CRM. Its update fails as deleted_in_crm
+            # for a person to decide; a new deal in its place would undo the manager's delete.
             own_id = item.known_deal_ids.get(key)
         if own_id is not None:
             deal = self.lookups.deals.get(own_id)
