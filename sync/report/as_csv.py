@@ -1,6 +1,11 @@
 """The report as CSV for spreadsheets: one row per (answer, deal) and per (answer, problem).
 
-UTF-8 with a BOM so Excel reads Cyrillic; cells from the public cannot start a formula.
+Made for the Excel the readers have: UTF-8 with a BOM so it reads Cyrillic, and for a
+Russian report ``;`` between cells, the list separator of a Russian Excel (which puts a
+comma-separated file into one column). No ``sep=;`` line: with one, Excel ignores the
+BOM and garbles the Cyrillic. A cell that would start a formula (``+7916…``, ``=…``) is
+written as the formula ``="…"``, which Excel shows as the plain text; a leading ``'``
+would be shown as part of the value.
 """
 from __future__ import annotations
 
@@ -17,14 +22,20 @@ CSV_COLUMNS: tuple[str, ...] = (
 )
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# The list separator of the spreadsheet each report language is read in.
+DELIMITERS = {"ru": ";", "en": ","}
 
 
 def _cell(value: Any) -> Any:
-    """A spreadsheet-safe cell: text from the public must not start a formula (CSV injection)."""
+    """A spreadsheet-safe cell: text from the public must not start a formula (CSV injection).
+
+    Such text becomes a formula that only returns it as a string literal (quotes doubled),
+    so nothing in it is evaluated and Excel shows it as typed.
+    """
     if value is None:
         return ""
     if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
+        return '="' + value.replace('"', '""') + '"'
     return value
 
 
@@ -35,7 +46,7 @@ def _row(**values: Any) -> list[Any]:
 def render_csv(v: ReportView) -> str:
     buffer = io.StringIO()
     buffer.write("\ufeff")
-    writer = csv.writer(buffer)
+    writer = csv.writer(buffer, delimiter=DELIMITERS.get(v.language, ","))
     writer.writerow(CSV_COLUMNS)
     if not v.has_plan:
         for title, code, severity, n in v.by_code:

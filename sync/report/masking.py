@@ -32,6 +32,21 @@ def mask_email(value: Any) -> str:
     return f"{keep}{MASK}@{domain}"
 
 
+def mask_broken_email(value: Any) -> str:
+    """An invalid address masked so what is wrong stays visible: ``ivan petrov@mail,ru`` → ``iv** ******@mail,ru``.
+
+    Latin letters and digits after the first two are masked; everything else (spaces,
+    commas, doubled dots or @, non-Latin letters, the domain) is shown, since that is
+    what the respondent got wrong and what the person fixing it must see.
+    """
+    text = "" if value is None else str(value)
+    if not text.strip():
+        return ""
+    local, at, domain = text.rpartition("@") if "@" in text else (text, "", "")
+    shown = "".join(ch if i < 2 or not (ch.isascii() and ch.isalnum()) else "*" for i, ch in enumerate(local))
+    return f"{shown}{at}{domain}"
+
+
 def mask_phone(value: Any) -> str:
     """``+79161234567`` → ``+7916*****67``: the country and operator code and the last two digits."""
     text = "" if value is None else str(value).strip()
@@ -100,7 +115,7 @@ _PHONE_KEYS = frozenset({"phone", "phones"})
 _NAME_KEYS = frozenset({"name", "first_name", "last_name", "middle_name", "second_name", "display_name",
                         "respondent", "full_name"})
 # ``params["value"]`` is what the respondent typed: personal unless the code says otherwise.
-_VALUE_MASKS: dict[str, Callable[[Any], str]] = {"invalid_email": mask_email, "missing_email": mask_email,
+_VALUE_MASKS: dict[str, Callable[[Any], str]] = {"invalid_email": mask_broken_email, "missing_email": mask_email,
                                                  "invalid_phone": mask_phone}
 _PUBLIC_VALUE_CODES = frozenset({"unknown_enum_value"})
 

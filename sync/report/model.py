@@ -19,6 +19,8 @@ from sync.report.texts import (check_language, duration_text, error_text, fill_t
 from sync.options import RunSummary
 
 SEVERITY_RANK = {"attention": 0, "warning": 1, "info": 2}
+# Codes whose text already names the programme (``{programme}`` in it).
+_NAMES_PROGRAMME = frozenset({"programme_normalised", "programme_alias", "inactive_programme"})
 
 
 @dataclass(slots=True)
@@ -144,9 +146,23 @@ class ViewBuilder:
             respondent, email, phone = plan.display_name, plan.email or "", plan.phone or ""
         problems = [self.problem(p) for p in plan.problems]
         for p in problems:
+            if p.params.get("programme") and p.code not in _NAMES_PROGRAMME:
+                # A problem about one of the answer's deals: say which, or its lines read identical.
+                p.text += self.labels["about_programme"].format(programme=p.params["programme"])
+        repeats: dict[tuple[str, str], int] = {}
+        for p in problems:
+            repeats[(p.code, p.text)] = repeats.get((p.code, p.text), 0) + 1
+        distinct: list[ProblemView] = []
+        for p in problems:
             g = self.group(p.code, p.severity)
             g.count += 1
-            g.answers.append((plan.answer_id, respondent, p.text))
+            n = repeats.pop((p.code, p.text), 0)
+            if n:  # the same words several times for one answer: one line, saying how many
+                if n > 1:
+                    p.text += self.labels["times"].format(n=n)
+                distinct.append(p)
+                g.answers.append((plan.answer_id, respondent, p.text))
+        problems = distinct
         if contact is None:
             contact_action, contact_id, contact_label = "", None, labels["contact_none"]
         else:

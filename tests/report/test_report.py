@@ -120,7 +120,8 @@ def summary() -> RunSummary:
 
 def csv_rows(text: str) -> list[dict[str, str]]:
     assert text.startswith("\ufeff")
-    return list(csv.DictReader(io.StringIO(text[1:])))
+    header = text[1:].split("\r\n", 1)[0]
+    return list(csv.DictReader(io.StringIO(text[1:]), delimiter=";" if ";" in header else ","))
 
 
 class _Tags(HTMLParser):
@@ -280,8 +281,9 @@ def test_mask_name_and_title():
 
 def test_problem_text_masks_what_the_respondent_typed_but_not_programmes():
     bad = Problem(code="invalid_email", severity="attention", params={"value": "ivan.petrov@examplecom"})
-    assert problem_text(bad, "en") == "E-mail 'iv***@examplecom' is not a valid address: the contact cannot be found " \
-                                      "or created."
+    # Masked, but what is wrong (here the missing dot of the domain) stays visible.
+    assert problem_text(bad, "en") == "E-mail 'iv**.******@examplecom' is not a valid address: the contact cannot " \
+                                      "be found or created."
     assert "ivan.petrov@examplecom" in problem_text(bad, "en", show_personal_data=True)
     unknown = Problem(code="unknown_programme", severity="attention", params={"given": "Квантовая алхимия"})
     assert problem_text(unknown, "ru") == "Программы «Квантовая алхимия» нет в CRM; сделка по ней не создаётся."
@@ -342,8 +344,9 @@ def test_csv_cells_cannot_start_a_formula():
     plan = sample_plan()
     plan.answers[0].deals[0].programme_title = "=HYPERLINK(\"http://evil\")"
     rows = csv_rows(render_report(summary_of(plan), fmt="csv", show_personal_data=True))
-    assert rows[0]["programme"] == "'=HYPERLINK(\"http://evil\")"
-    assert rows[0]["phone"] == "'+79161234567"
+    # A string-literal formula: Excel shows the text as typed (a leading ' would be shown as part of it).
+    assert rows[0]["programme"] == '="=HYPERLINK(""http://evil"")"'
+    assert rows[0]["phone"] == '="+79161234567"'
 
 
 def test_secrets_in_the_error_are_redacted_everywhere():
@@ -412,7 +415,7 @@ def test_unknown_format_and_language_are_rejected(summary):
     ("plan.html", lambda b: b.startswith(b"<!DOCTYPE html>")),
     ("plan.HTM", lambda b: b.startswith(b"<!DOCTYPE html>")),
     ("plan.json", lambda b: json.loads(b)["summary"]["run_id"] == "dry-0d4c"),
-    ("plan.csv", lambda b: b.startswith(b"\xef\xbb\xbfrow_type,answer_id")),
+    ("plan.csv", lambda b: b.startswith(b"\xef\xbb\xbfrow_type;answer_id")),  # ; for a Russian Excel
 ])
 def test_write_report_picks_the_format_by_extension(summary, tmp_path, name, check):
     path = write_report(summary, tmp_path / "reports" / name)
