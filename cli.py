@@ -13,8 +13,9 @@ from pathlib import Path
 
 import click
 
-from jobs.cli_common import (DRY_RUN_LOCK_WAIT_S, Progress, check_report_path, cli_settings, exit_for, guarded,
-                             parse_since, print_summary, stop_on_signals, write_report_or_say_why)
+from jobs.cli_common import (DRY_RUN_LOCK_WAIT_S, Progress, check_report_path, check_retry_answers, cli_settings,
+                             exit_for, guarded, parse_since, print_summary, requests_made, say_unmatched_polls,
+                             stop_on_signals, write_report_or_say_why)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -70,11 +71,13 @@ def sync(since, polls, dry_run, report_path, show_personal_data, metrics_file, b
     options = options_from(settings, command="sync", since=since, poll_ids=set(polls), dry_run=dry_run,
                            keep_plan=report_path is not None, stop=stop_on_signals(), bulk=bulk,
                            max_requests=max_requests, max_duration_s=max_duration, lock_wait_s=lock_wait)
-    progress = Progress()
+    progress = Progress(settings.report_language)
     try:
         summary = execute(ctx, options, progress=progress)
     finally:
         progress.close()
+    if polls:
+        say_unmatched_polls(ctx, summary, set(polls), settings.report_language)
     written = write_report_or_say_why(summary, report_path, settings, show_personal_data=show_personal_data)
     print_summary(summary, written, settings.report_language)
     sys.exit(exit_for(summary))
@@ -97,6 +100,7 @@ def retry(answer_ids, report_path) -> None:
         check_report_path(report_path)
     settings = cli_settings()
     ctx = build_context(settings)
+    check_retry_answers(ctx, set(answer_ids), settings.report_language)
     options = options_from(settings, command="retry", pull=False, include_attention=True, answer_ids=set(answer_ids),
                            keep_plan=report_path is not None)
     summary = execute(ctx, options)
@@ -119,9 +123,12 @@ def replay(answer_id, poll_id) -> None:
     from sync.app import build_context, execute, options_from, stage_one
     settings = cli_settings()
     ctx = build_context(settings)
+    before = requests_made(ctx.survey)
     stage_one(ctx, answer_id=answer_id, poll_id=poll_id)
+    fetched = requests_made(ctx.survey) - before  # the run below counts only its own requests
     options = options_from(settings, command="replay", pull=False, force=True, answer_ids={answer_id})
     summary = execute(ctx, options)
+    summary.survey_requests += fetched
     print_summary(summary, None, settings.report_language)
     sys.exit(exit_for(summary))
 

@@ -155,20 +155,75 @@ def stop_on_signals():
 class Progress:
     """A one-line progress display on stderr, only when it is a terminal."""
 
-    def __init__(self) -> None:
+    def __init__(self, language: str = "en") -> None:
         self.enabled = sys.stderr.isatty()
         self.counts = {"pull": 0, "plan": 0, "push": 0}
+        self.language = language
+        self.open = False  # the cursor is at the end of a progress line
+        if self.enabled:
+            # A log line must start on a line of its own, not after the progress text: end
+            # the progress line first. A patcher runs before any sink writes; sync.logs's
+            # own patcher (the redaction) still runs after ours.
+            from loguru import logger
+
+            from sync.logs import _patch
+            logger.configure(patcher=lambda record: (self.end_line(), _patch(record)))
 
     def __call__(self, stage: str, n: int) -> None:
         if not self.enabled:
             return
+        from sync.report.messages import LABELS
         self.counts[stage] = self.counts.get(stage, 0) + n
         c = self.counts
-        sys.stderr.write(f"\r  read {c['pull']} answers · planned {c['plan']} · pushed {c['push']}   ")
+        sys.stderr.write("\r" + LABELS[self.language]["progress"].format(read=c["pull"], planned=c["plan"],
+                                                                         pushed=c["push"]) + "   ")
         sys.stderr.flush()
+        self.open = True
+
+    def end_line(self) -> None:
+        if self.open:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            self.open = False
 
     def close(self) -> None:
-        if self.enabled and any(self.counts.values()):
-            sys.stderr.write("\n")
+        self.end_line()
+        if self.enabled:
+            from loguru import logger
+
+            from sync.logs import _patch
+            logger.configure(patcher=_patch)
 
 
+
+
+def requests_made(client) -> int:
+    """Requests a client has made so far (0 for a source that counts none, like the intake's inbox)."""
+    return int(getattr(getattr(client, "stats", None), "requests", 0) or 0)
+
+
+def say_unmatched_polls(ctx, summary, poll_ids: set[int], language: str) -> None:
+    """``sync --poll`` with an id the platform never listed: say nothing matched, rather than "ok" alone."""
+    from sync.report.messages import LABELS
+    if summary.counts.get("polls_seen", 0):
+        return
+    known = {p.poll_id for p in ctx.ledger.poll_rows(poll_ids=sorted(poll_ids))}
+    for poll_id in sorted(poll_ids - known):
+        click.echo(LABELS[language]["poll_unmatched"].format(poll_id=poll_id))
+
+
+def check_retry_answers(ctx, answer_ids: set[int], language: str) -> None:
+    """``retry --answer``: an id the store does not hold is a usage error (exit 2); one already synced is said."""
+    if not answer_ids:
+        return
+    from sync.report.messages import LABELS
+    rows = {r.answer_id: r for r in ctx.ledger.answer_rows(answer_ids=answer_ids)}
+    missing = sorted(answer_ids - set(rows))
+    if missing:
+        ids = ", ".join(str(a) for a in missing)
+        raise ConfigError(f"answer {ids} is not in the store, so there is nothing to retry → check the id "
+                          f"(`cli.py status` lists the answers needing attention), or fetch it with "
+                          f"`cli.py replay --answer {missing[0]} --poll <poll id>`")
+    for answer_id, row in sorted(rows.items()):
+        if row.status == "pushed":
+            click.echo(LABELS[language]["retry_already_synced"].format(answer_id=answer_id))

@@ -289,6 +289,8 @@ COUNTS: dict[str, dict[str, str]] = {
         "contacts_updated": "Дополнено контактов",
         "deals_created": "Создано сделок",
         "deals_updated": "Обновлено сделок",
+        "summaries_added": "Добавлено сводок ответов в сделки",
+        "poll_forms_found": "Найдено уже созданных опросных форм",
     },
     "en": {
         "polls_seen": "Polls read",
@@ -317,6 +319,8 @@ COUNTS: dict[str, dict[str, str]] = {
         "contacts_updated": "Contacts completed",
         "deals_created": "Deals created",
         "deals_updated": "Deals updated",
+        "summaries_added": "Answer summaries added to deals",
+        "poll_forms_found": "Poll forms found already made",
     },
 }
 
@@ -418,6 +422,11 @@ LABELS: dict[str, dict[str, str]] = {
         "summary_error": "; ошибка: {error}",
         "summary_backlog": "; всего ждут разбора {total}, из них новых {new}",
         "report_written": "отчёт: {path}",
+        "poll_unmatched": "опрос {poll_id}: такого опроса нет ни на платформе опросов, ни в хранилище — ничего "
+                          "не прочитано",
+        "retry_already_synced": "ответ {answer_id} уже синхронизирован, повторять нечего (отправить его заново: "
+                                "cli.py replay --answer {answer_id})",
+        "progress": "  прочитано ответов {read} · в плане {planned} · записано {pushed}",
         "times": " (×{n})",
         "about_programme": " — сделка по программе «{programme}»",
         "report_not_written": "отчёт не записан: {path}: {reason}; сам запуск завершён, его итог ниже",
@@ -522,6 +531,10 @@ LABELS: dict[str, dict[str, str]] = {
         "summary_error": "; error: {error}",
         "summary_backlog": "; needing attention in all {total}, new {new}",
         "report_written": "report: {path}",
+        "poll_unmatched": "poll {poll_id}: no such poll on the survey platform or in the store; nothing was read",
+        "retry_already_synced": "answer {answer_id} is already synced: nothing to retry (to send it again: "
+                                "cli.py replay --answer {answer_id})",
+        "progress": "  read {read} answers · planned {planned} · pushed {pushed}",
         "times": " (×{n})",
         "about_programme": " — the deal for programme '{programme}'",
         "report_not_written": "report not written: {path}: {reason}; the run itself is complete, its summary follows",
