@@ -9,8 +9,9 @@ from sync.report.model import SEVERITY_RANK, ProblemView, ReportView
 _CSS = """
 body{font-family:-apple-system,"Segoe UI",Roboto,Arial,sans-serif;margin:1.5rem;color:#1d2330;line-height:1.4}
 h1{font-size:1.5rem}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #d5d9e0}h3{font-size:1.05rem}
-table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.9rem}
-th,td{border:1px solid #d5d9e0;padding:.3rem .5rem;text-align:left;vertical-align:top}
+table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.9rem;max-width:100%}
+th,td{border:1px solid #d5d9e0;padding:.3rem .5rem;text-align:left;vertical-align:top;overflow-wrap:anywhere}
+p,li,summary{overflow-wrap:anywhere}
 th{background:#f0f2f5;position:sticky;top:0}
 tr.attention td{background:#fff1f0}tr.warning td{background:#fffbe6}
 .banner{padding:.6rem .8rem;border-radius:4px;background:#eef4ff;border:1px solid #b8cff5}
