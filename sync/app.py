@@ -68,11 +68,30 @@ class Context:
                               max_wait_s=660.0 if s.operating_limit_s else 300.0)
 
     @cached_property
+    def opened(self) -> Any:
+        """The store, connected but not migrated (what the run lock of a Postgres store needs)."""
+        from storage.db import make_engine
+        return make_engine(self.settings.database_url)
+
+    @cached_property
     def engine(self) -> Any:
-        from storage.db import make_engine, migrate
-        engine = make_engine(self.settings.database_url)
-        migrate(engine)
-        return engine
+        """The store, migrated: ready for the ledger."""
+        from storage.db import migrate
+        migrate(self.opened)
+        return self.opened
+
+    def run_lock(self, holder: str, *, wait_s: float = 0.0) -> Any:
+        """The store's run lock, taken before the store is migrated or written.
+
+        Two runs started at the same instant must not both open and migrate a SQLite store
+        (one of them would fail "database is locked" instead of exiting 4): its file lock
+        needs only the path. A Postgres advisory lock needs a connection, not a migrated schema.
+        """
+        from storage.db import normalise_url
+        from storage.lock import run_lock
+        url = self.settings.database_url
+        target = url if normalise_url(url).get_backend_name() == "sqlite" else self.opened
+        return run_lock(target, database_url=url, holder=holder, wait_s=wait_s)
 
     @cached_property
     def ledger(self) -> Any:
@@ -81,10 +100,9 @@ class Context:
 
 
 def build_context(settings: Settings) -> Context:
-    """A context whose mapping and store are ready (a broken mapping or store fails here, at start)."""
+    """A context whose mapping is read (a broken mapping fails here, at start); the store opens under the lock."""
     ctx = Context(settings)
     ctx.mapping
-    ctx.ledger
     return ctx
 
 
@@ -102,14 +120,12 @@ def execute(ctx: Context, options: RunOptions, *, progress: Callable[[str, int],
         from contextlib import ExitStack
 
         from storage.ledger import Ledger
-        from storage.lock import run_lock
         from storage.snapshot import snapshot_of
         with ExitStack() as stack:
             # The lock only while the store is copied: a copy taken in the middle of a real run would
             # hold its in-flight answers, which the dry-run would then reconcile against the CRM and
             # report as if they were its own. After the copy the real run may go on (or start).
-            with run_lock(ctx.engine, database_url=ctx.settings.database_url, holder=f"{options.command} --dry-run",
-                          wait_s=options.lock_wait_s):
+            with ctx.run_lock(f"{options.command} --dry-run", wait_s=options.lock_wait_s):
                 copy = stack.enter_context(snapshot_of(ctx.engine))
             ledger = Ledger(copy)
             before = ledger.needing_attention_ids()
@@ -120,12 +136,10 @@ def execute(ctx: Context, options: RunOptions, *, progress: Callable[[str, int],
             planned = {a.answer_id for a in summary.plan.answers if a.needs_attention} if summary.plan else set()
             add_backlog(summary, ledger, before, also=planned)
             return summary
-    from storage.lock import run_lock
-
     from sync.report.metrics import write_metrics
     from sync.report.render import format_summary_line
 
-    with run_lock(ctx.engine, database_url=ctx.settings.database_url, holder=options.command):
+    with ctx.run_lock(options.command):
         ctx.ledger.mark_stale_runs_interrupted()
         before = ctx.ledger.needing_attention_ids()
         started: list = []  # run() puts its summary here first, so an aborted run is reported too
