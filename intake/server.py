@@ -63,13 +63,22 @@ def listening_url(sock: socket.socket, base_path: str) -> str:
     return f"http://{shown}:{port}{base_path}"
 
 
-def serve(app: Any, sock: socket.socket, *, out: TextIO = sys.stdout, base_path: str = "") -> None:
-    """Serve ``app`` on ``sock`` until SIGTERM/SIGINT; print the one ``intake listening on …`` line first."""
-    config = uvicorn.Config(
+def _server(app: Any) -> uvicorn.Server:
+    return uvicorn.Server(uvicorn.Config(
         app, log_config=None, access_log=False,  # our own log lines, with the token redacted
         proxy_headers=False,  # X-Forwarded-For is believed only from INTAKE_TRUSTED_PROXIES, by the app
-        server_header=False, timeout_graceful_shutdown=GRACEFUL_S, lifespan="off", log_level="warning")
-    server = uvicorn.Server(config)
+        server_header=False, timeout_graceful_shutdown=GRACEFUL_S, lifespan="off", log_level="warning"))
+
+
+def _close_writer(app: Any) -> None:
+    writer = getattr(getattr(getattr(app, "state", None), "intake", None), "writer", None)
+    if writer is not None:
+        writer.close()  # uvicorn has let the requests in flight finish: their packets are committed
+
+
+def serve(app: Any, sock: socket.socket, *, out: TextIO = sys.stdout, base_path: str = "") -> None:
+    """Serve ``app`` on ``sock`` until SIGTERM/SIGINT; print the one ``intake listening on …`` line first."""
+    server = _server(app)
     out.write(f"intake listening on {listening_url(sock, base_path)}\n")
     out.flush()
     if threading.current_thread() is threading.main_thread():
@@ -80,6 +89,27 @@ def serve(app: Any, sock: socket.socket, *, out: TextIO = sys.stdout, base_path:
     try:
         server.run(sockets=[sock])
     finally:
-        writer = getattr(getattr(getattr(app, "state", None), "intake", None), "writer", None)
-        if writer is not None:
-            writer.close()  # uvicorn has let the requests in flight finish: their packets are committed
+        _close_writer(app)
+
+
+class BackgroundIntake:
+    """The intake served from a thread of another command (``schedule --with-intake``).
+
+    The command keeps its own signal handling; ``stop()`` lets the deliveries in flight
+    finish (their packets are committed before their replies) and returns.
+    """
+
+    def __init__(self, app: Any, sock: socket.socket, *, out: TextIO = sys.stdout, base_path: str = "") -> None:
+        self.app = app
+        self.server = _server(app)
+        self.url = listening_url(sock, base_path)
+        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, name="intake",
+                                        daemon=True)
+        self._thread.start()
+        out.write(f"intake listening on {self.url}\n")
+        out.flush()
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout=GRACEFUL_S + 5)
+        _close_writer(self.app)

@@ -61,7 +61,10 @@ class ScheduledRun:
                    "Weekday 0 and 7 are Sunday, as in crontab; times are the machine's time zone (TZ).")
 @click.option("--health-file", type=click.Path(dir_okay=False, path_type=Path), envvar="HEALTH_FILE",
               help="Heartbeat file for `python -m jobs.health` [env HEALTH_FILE; default ./data/heartbeat.json].")
-def schedule(every_s: int | None, cron: str | None, health_file: Path | None) -> None:
+@click.option("--with-intake", is_flag=True,
+              help="Also receive the university portal's pushes in this process (as `cli.py intake`; "
+                   "INTAKE_HOST, INTAKE_PORT, INTAKE_TOKEN…); the runs then read them (SURVEY_SOURCE=intake).")
+def schedule(every_s: int | None, cron: str | None, health_file: Path | None, with_intake: bool) -> None:
     """Sync now, then on a schedule, until SIGTERM or Ctrl-C (the container's default command).
 
     A tick that comes while a run is still going is skipped; a failed run is logged and
@@ -76,10 +79,10 @@ def schedule(every_s: int | None, cron: str | None, health_file: Path | None) ->
     """
     if every_s is not None and cron is not None:
         raise click.UsageError("--every and --cron are mutually exclusive: give one of them")
-    guarded(_schedule)(every_s, cron, health_file)
+    guarded(_schedule)(every_s, cron, health_file, with_intake)
 
 
-def _schedule(every_s: int | None, cron: str | None, health_file: Path | None) -> None:
+def _schedule(every_s: int | None, cron: str | None, health_file: Path | None, with_intake: bool = False) -> None:
     from loguru import logger
 
     from jobs.scheduler import make_trigger, run_schedule
@@ -87,15 +90,36 @@ def _schedule(every_s: int | None, cron: str | None, health_file: Path | None) -
 
     if cron is not None:
         make_trigger(cron=cron)  # a typo fails before the settings are even read
-    settings = cli_settings()
+    settings = cli_settings(**({"survey_source": "intake"} if with_intake else {}))
+    intake = _start_intake(settings) if with_intake else None
     stop = threading.Event()
     run_once = ScheduledRun(settings, stop=stop)
     try:
-        run_once.prepare()
-    except (StoreError, UpstreamError) as exc:  # not up yet (a container starting with its database)
-        logger.warning("cannot prepare the first run yet: {}; every tick tries again", exc)
-    sys.exit(run_schedule(settings, every_s=every_s, cron=cron, run_once=run_once, health_file=health_file,
-                          stop_event=stop))
+        try:
+            run_once.prepare()
+        except (StoreError, UpstreamError) as exc:  # not up yet (a container starting with its database)
+            logger.warning("cannot prepare the first run yet: {}; every tick tries again", exc)
+        code = run_schedule(settings, every_s=every_s, cron=cron, run_once=run_once, health_file=health_file,
+                            stop_event=stop)
+    finally:
+        if intake is not None:
+            intake.stop()  # after the run in flight: deliveries still arriving were stored meanwhile
+    sys.exit(code)
+
+
+def _start_intake(settings: Any) -> Any:
+    """The intake in a thread of this process: stores what the portal pushes, the schedule syncs it."""
+    from intake.app import create_app
+    from intake.server import BackgroundIntake, bind, make_intake_engine
+
+    engine = make_intake_engine(settings.database_url)
+    try:
+        sock = bind(settings.intake_host, settings.intake_port)
+    except OSError as exc:
+        from core.errors import ConfigError
+        raise ConfigError(f"cannot listen on {settings.intake_host}:{settings.intake_port}: {exc.strerror} "
+                          f"→ pick another INTAKE_PORT, or stop what is using it") from None
+    return BackgroundIntake(create_app(settings, engine), sock, base_path=settings.intake_base_path)
 
 
 @click.command("doctor")
