@@ -80,7 +80,7 @@ def sync(since, polls, dry_run, report_path, show_personal_data, metrics_file, b
         say_unmatched_polls(ctx, summary, set(polls), settings.report_language)
     written = write_report_or_say_why(summary, report_path, settings, show_personal_data=show_personal_data)
     print_summary(summary, written, settings.report_language)
-    sys.exit(exit_for(summary))
+    sys.exit(exit_for(summary, settings.report_language))
 
 
 @cli.command()
@@ -106,7 +106,7 @@ def retry(answer_ids, report_path) -> None:
     summary = execute(ctx, options)
     written = write_report_or_say_why(summary, report_path, settings)
     print_summary(summary, written, settings.report_language)
-    sys.exit(exit_for(summary))
+    sys.exit(exit_for(summary, settings.report_language))
 
 
 @cli.command()
@@ -130,7 +130,7 @@ def replay(answer_id, poll_id) -> None:
     summary = execute(ctx, options)
     summary.survey_requests += fetched
     print_summary(summary, None, settings.report_language)
-    sys.exit(exit_for(summary))
+    sys.exit(exit_for(summary, settings.report_language))
 
 
 @cli.command()

@@ -126,9 +126,12 @@ def write_report_or_say_why(summary, path: Path | None, settings, *, show_person
         return None
 
 
-def exit_for(summary) -> int:
+def exit_for(summary, language: str = "en") -> int:
     if summary.outcome == "interrupted":
-        click.echo(f"interrupted: {summary.error}", err=True)
+        from sync.report.messages import LABELS
+        from sync.report.texts import error_text
+        click.echo(LABELS[language]["interrupted"].format(error=error_text(summary.error, masked=True,
+                                                                             language=language)), err=True)
         return exit_codes.ABORTED
     return exit_codes.OK if summary.outcome == "ok" else exit_codes.NEEDS_ATTENTION
 

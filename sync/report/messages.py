@@ -422,6 +422,7 @@ LABELS: dict[str, dict[str, str]] = {
         "summary_error": "; ошибка: {error}",
         "summary_backlog": "; всего ждут разбора {total}, из них новых {new}",
         "report_written": "отчёт: {path}",
+        "interrupted": "прервано: {error}",
         "poll_unmatched": "опрос {poll_id}: такого опроса нет ни на платформе опросов, ни в хранилище — ничего "
                           "не прочитано",
         "retry_already_synced": "ответ {answer_id} уже синхронизирован, повторять нечего (отправить его заново: "
@@ -531,6 +532,7 @@ LABELS: dict[str, dict[str, str]] = {
         "summary_error": "; error: {error}",
         "summary_backlog": "; needing attention in all {total}, new {new}",
         "report_written": "report: {path}",
+        "interrupted": "interrupted: {error}",
         "poll_unmatched": "poll {poll_id}: no such poll on the survey platform or in the store; nothing was read",
         "retry_already_synced": "answer {answer_id} is already synced: nothing to retry (to send it again: "
                                 "cli.py replay --answer {answer_id})",

@@ -248,7 +248,7 @@ class ViewBuilder:
                   (labels["duration"], duration_text(s.duration_s, lang)),
                   (labels["outcome"], outcome_text(s.outcome, lang))]
         if s.error:
-            totals.append((labels["error"], error_text(s.error, self.masked)))
+            totals.append((labels["error"], error_text(s.error, self.masked, lang)))
         known = COUNTS[lang]
         counts = [(known[k], k, s.counts[k]) for k in known if k in s.counts]
         counts += [(k, k, s.counts[k]) for k in sorted(s.counts) if k not in known]

@@ -30,5 +30,5 @@ def format_summary_line(summary: RunSummary, language: Language = "en") -> str:
             age = ((summary.finished_at or summary.started_at) - oldest).total_seconds()
             line += labels["summary_backlog_oldest"].format(age=age_text(age, language))
     if summary.error:
-        line += labels["summary_error"].format(error=error_text(summary.error, masked=True))
+        line += labels["summary_error"].format(error=error_text(summary.error, masked=True, language=language))
     return line

@@ -5,6 +5,7 @@ that module does not know is shown by its code and params rather than failing.
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -18,6 +19,22 @@ Language = Literal["ru", "en"]
 class _Fill(dict):
     def __missing__(self, key: str) -> str:
         return "?"
+
+
+# The errors the run sets itself (sync/run.py, sync/options.py), as a reader of ``language`` should see them.
+RUN_ERRORS: dict[str, tuple[tuple[re.Pattern[str], str], ...]] = {
+    "ru": (
+        (re.compile(r"stopped on request \(SIGTERM/SIGINT\) after the batches in flight; the next run goes on"),
+         "остановлено по запросу (SIGTERM/SIGINT) после отправленных пакетов; следующий запуск продолжит"),
+        (re.compile(r"run budget reached: (?P<made>\d+) Bitrix24 requests of --max-requests (?P<limit>\d+); .*"),
+         "исчерпан бюджет запуска: {made} запросов к Bitrix24 из --max-requests {limit}; отправленные пакеты "
+         "завершены, остальное — в следующем запуске"),
+        (re.compile(r"run budget reached: (?P<took>\d+)s of --max-duration (?P<limit>[\d.]+)s; .*"),
+         "исчерпан бюджет запуска: {took} с из --max-duration {limit} с; отправленные пакеты завершены, "
+         "остальное — в следующем запуске"),
+        (re.compile(r"stopped on request"), "остановлено по запросу"),
+    ),
+}
 
 
 def check_language(language: str) -> None:
@@ -95,8 +112,15 @@ def outcome_text(outcome: str, language: str) -> str:
     return LABELS[language].get(f"outcome_{outcome}", outcome)
 
 
-def error_text(error: str | None, masked: bool) -> str:
+def error_text(error: str | None, masked: bool, language: str = "en") -> str:
+    """The run's error for a person: redacted, masked if asked, and in ``language`` when it is one the run
+    itself sets (a stop on request, a spent budget); other errors come from systems and stay as they are."""
     if not error:
         return ""
     text = redact(error)
+    for pattern, words in RUN_ERRORS.get(language, ()):
+        found = pattern.fullmatch(text)
+        if found:
+            text = words.format(**found.groupdict())
+            break
     return scrub_text(text) if masked else text
