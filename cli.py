@@ -163,7 +163,10 @@ def status(as_json, limit, show_all, reason, polls) -> None:
         limit = None
     elif limit is None:
         limit = DEFAULT_LIMIT
-    data = collect_status(Context(settings).ledger, limit=limit, reason=reason, poll_ids=set(polls))
+    ctx = Context(settings)
+    data = collect_status(ctx.ledger, limit=limit, reason=reason, poll_ids=set(polls))
+    from storage.inbox import inbox_stats
+    data["inbox"] = inbox_stats(ctx.engine)
     if as_json:
         click.echo(json.dumps(data, ensure_ascii=False, indent=2))
         return
@@ -183,7 +186,7 @@ def demo(answers, report_path) -> None:
     from sandbox import Sandbox
     from sync.app import build_context, execute, options_from
     from sync.logs import setup_logging
-    from sync.report.render import write_report
+    from sync.report.render import portal_url, write_report
     from sync.settings import load_settings
 
     setup_logging(fmt="text", level="INFO")
@@ -197,7 +200,8 @@ def demo(answers, report_path) -> None:
         summary = execute(ctx, options_from(settings, command="sync", keep_plan=True))
         report_path = report_path or Path("reports") / f"demo-{datetime.now():%Y%m%d-%H%M%S}.html"
         report_path.parent.mkdir(parents=True, exist_ok=True)
-        write_report(summary, report_path, language=settings.report_language)
+        write_report(summary, report_path, language=settings.report_language,
+                     crm_url=portal_url(settings.bitrix24_webhook_url))
         crm = box.bitrix.admin.counters()
         print_summary(summary, report_path, settings.report_language)
         click.echo(f"sandbox Bitrix24 saw {crm['requests']} requests carrying {crm['batch_commands']} batch commands")

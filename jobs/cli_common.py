@@ -73,7 +73,7 @@ def cli_settings(*, store_only: bool = False, **overrides):
 
 
 def print_summary(summary, report_path: Path | None, language: str) -> None:
-    from sync.report.messages import LABELS
+    from sync.report.labels import LABELS
     from sync.report.render import format_summary_line
     click.echo(format_summary_line(summary, language=language))
     if report_path is not None:
@@ -121,14 +121,14 @@ def write_report_or_say_why(summary, path: Path | None, settings, *, show_person
         return write_report(summary, path, language=language, show_personal_data=show_personal_data,
                             crm_url=portal_url(settings.bitrix24_webhook_url))
     except OSError as exc:
-        from sync.report.messages import LABELS
+        from sync.report.labels import LABELS
         click.echo(LABELS[language]["report_not_written"].format(path=path, reason=exc.strerror or exc), err=True)
         return None
 
 
 def exit_for(summary, language: str = "en") -> int:
     if summary.outcome == "interrupted":
-        from sync.report.messages import LABELS
+        from sync.report.labels import LABELS
         from sync.report.texts import error_text
         click.echo(LABELS[language]["interrupted"].format(error=error_text(summary.error, masked=True,
                                                                              language=language)), err=True)
@@ -175,7 +175,7 @@ class Progress:
     def __call__(self, stage: str, n: int) -> None:
         if not self.enabled:
             return
-        from sync.report.messages import LABELS
+        from sync.report.labels import LABELS
         self.counts[stage] = self.counts.get(stage, 0) + n
         c = self.counts
         sys.stderr.write("\r" + LABELS[self.language]["progress"].format(read=c["pull"], planned=c["plan"],
@@ -207,7 +207,7 @@ def requests_made(client) -> int:
 
 def say_unmatched_polls(ctx, summary, poll_ids: set[int], language: str) -> None:
     """``sync --poll`` with an id the platform never listed: say nothing matched, rather than "ok" alone."""
-    from sync.report.messages import LABELS
+    from sync.report.labels import LABELS
     if summary.counts.get("polls_seen", 0):
         return
     known = {p.poll_id for p in ctx.ledger.poll_rows(poll_ids=sorted(poll_ids))}
@@ -219,7 +219,7 @@ def check_retry_answers(ctx, answer_ids: set[int], language: str) -> None:
     """``retry --answer``: an id the store does not hold is a usage error (exit 2); one already synced is said."""
     if not answer_ids:
         return
-    from sync.report.messages import LABELS
+    from sync.report.labels import LABELS
     rows = {r.answer_id: r for r in ctx.ledger.answer_rows(answer_ids=answer_ids)}
     missing = sorted(answer_ids - set(rows))
     if missing:

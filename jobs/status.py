@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sync.report.messages import STATUS_TEXTS
+from sync.report.status_texts import STATUS_TEXTS
 
 DEFAULT_LIMIT = 100
 
@@ -47,7 +47,8 @@ def status_lines(data: dict[str, Any], language: str, *, show_all_hint: bool = T
     t = STATUS_TEXTS[language]
     states = ", ".join(f"{t['state_' + k] if 'state_' + k in t else k} {v}"
                        for k, v in data["answers_by_status"].items() if v) or t["none_yet"]
-    lines = [t["by_state"].format(states=states),
+    lines = _inbox_lines(data.get("inbox"), t)
+    lines += [t["by_state"].format(states=states),
              t["watermarks"].format(marks=", ".join(f"{k} {v}" for k, v in sorted(data["watermarks"].items()))
                                     or t["none_yet"]),
              t["last_runs"]]
@@ -75,6 +76,19 @@ def status_lines(data: dict[str, Any], language: str, *, show_all_hint: bool = T
                                              reasons="; ".join(reasons) or "—"))
     if shown < total:
         lines.append(t["more"].format(more=total - shown) + (t["more_hint"] if show_all_hint else ""))
+    return lines
+
+
+def _inbox_lines(inbox: dict[str, Any] | None, t: dict[str, str]) -> list[str]:
+    """What the intake received and refused; nothing when this store never had an intake."""
+    if not inbox or not (inbox["received_total"] or inbox["refused_total"]):
+        return []
+    lines = [t["inbox"].format(today=inbox["received_today"], total=inbox["received_total"],
+                               answers=inbox["answers"], polls=inbox["polls"], redeliveries=inbox["redeliveries"],
+                               last=inbox["last_packet_at"] or "—")]
+    if inbox["refused_total"]:
+        reasons = ", ".join(f"{reason} {n}" for reason, n in inbox["refused_by_reason"].items())
+        lines.append(t["inbox_refused"].format(total=inbox["refused_total"], reasons=reasons))
     return lines
 
 

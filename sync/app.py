@@ -150,6 +150,9 @@ def execute(ctx: Context, options: RunOptions, *, progress: Callable[[str, int],
             if started:
                 summary = started[0]
                 add_backlog(summary, ctx.ledger, before)
+                if ctx.settings.survey_source == "intake":
+                    from storage.inbox import inbox_stats
+                    summary.inbox = inbox_stats(ctx.engine)
                 logger.bind(run_id=summary.run_id[:8]).info("{}", format_summary_line(summary, language="en"))
                 if ctx.settings.metrics_file is not None:
                     write_metrics(summary, ctx.settings.metrics_file)

@@ -5,11 +5,10 @@ summary without importing the pipeline.
 """
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -118,6 +117,7 @@ class RunSummary(BaseModel):
     bitrix_retries: int = 0
     survey_requests: int = 0
     plan: Plan | None = None
+    inbox: dict[str, Any] | None = None   # what the intake received and refused (source "intake")
     # The store's backlog after the run, whatever this run did: a run that adds nothing still
     # reports what is waiting for a person (None: not measured, e.g. the store failed).
     attention_backlog: int | None = None

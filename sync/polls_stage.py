@@ -78,6 +78,7 @@ def sync_polls(options: RunOptions, *, ledger, bitrix, mapping: FieldMapping, ta
                                     assigned_by_id=poll_plan.owner_id, pushed_hash="",
                                     problems=[p.model_dump() for p in poll_plan.problems])
             forms.context[poll_plan.poll_id].item_id = existing[poll_plan.poll_id]
+            poll_plan.item_id = existing[poll_plan.poll_id]
             continue
         if r is None or r.state != "ok":
             error = f"{r.error} {r.description}".strip() if r else "not sent"
@@ -94,6 +95,7 @@ def sync_polls(options: RunOptions, *, ledger, bitrix, mapping: FieldMapping, ta
                                 pushed_hash=poll_plan.content_hash,
                                 problems=[p.model_dump() for p in poll_plan.problems])
         forms.context[poll_plan.poll_id].item_id = item_id
+        poll_plan.item_id = item_id  # the report shows the id the run got
     return forms
 
 

@@ -42,6 +42,15 @@ def render_metrics(summary: RunSummary) -> str:
              "How long the longest-waiting answer needing attention has waited since first seen (0: none).",
              max(0.0, (finished - oldest).total_seconds()) if oldest is not None else 0),
         ]
+    if summary.inbox is not None:
+        inbox = summary.inbox
+        gauges += [
+            ("intake_packets_received", "Packets the intake stored, in total (answer and poll versions).",
+             inbox["received_total"]),
+            ("intake_packets_received_today", "Packets the intake stored today (UTC).", inbox["received_today"]),
+            ("intake_packets_refused", "Packets the intake refused, in total (the portal retries them).",
+             inbox["refused_total"]),
+        ]
     lines = []
     for name, help_text, value in gauges:
         lines += [f"# HELP {PREFIX}_{name} {help_text}", f"# TYPE {PREFIX}_{name} gauge",

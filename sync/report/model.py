@@ -13,7 +13,8 @@ from typing import Any
 from core.redact import redact
 from sync.plan.models import AnswerPlan, ContactPlan, Plan, PollPlan, Problem
 from sync.report.masking import mask_email, mask_name, mask_params, mask_phone, mask_title, scrub_text
-from sync.report.messages import COUNTS, FIELD_NAMES, LABELS, SEVERITY
+from sync.report.labels import LABELS
+from sync.report.messages import COUNTS, FIELD_NAMES, SEVERITY
 from sync.report.texts import (check_language, duration_text, error_text, fill_text, outcome_text, problem_message,
                                time_text)
 from sync.options import RunSummary

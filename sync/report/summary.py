@@ -1,7 +1,7 @@
 """The run in one line, for the terminal, the log and the JSON report."""
 from __future__ import annotations
 
-from sync.report.messages import LABELS
+from sync.report.labels import LABELS
 from sync.report.texts import Language, age_text, check_language, duration_text, error_text, outcome_text
 from sync.options import RunSummary
 

@@ -12,7 +12,8 @@ from typing import Any, Literal
 from core.redact import redact
 from sync.plan.models import Problem
 from sync.report.masking import mask_params, scrub_text
-from sync.report.messages import FIELD_NAMES, GENERIC, LABELS, LANGUAGES, PROBLEMS, ProblemMessage
+from sync.report.labels import LABELS
+from sync.report.messages import FIELD_NAMES, GENERIC, LANGUAGES, PROBLEMS, ProblemMessage
 
 Language = Literal["ru", "en"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sync.report import messages
+from sync.report import labels, messages
 from sync.plan.models import AnswerPlan, Command, ContactPlan, DealPlan, Plan, PollPlan, Problem
 from sync.report.render import (CSV_COLUMNS, mask_email, mask_name, mask_phone, mask_title, problem_text, render_report,
                          write_report, format_summary_line)
@@ -494,14 +494,14 @@ def test_every_problem_code_has_ru_and_en_text():
 
 
 def test_labels_and_counts_exist_in_both_languages_with_the_same_placeholders():
-    for table in (messages.LABELS, messages.COUNTS, messages.FIELD_NAMES, messages.GENERIC):
+    for table in (labels.LABELS, messages.COUNTS, messages.FIELD_NAMES, messages.GENERIC):
         assert set(table) == {"ru", "en"}
-    for table in (messages.LABELS, messages.COUNTS, messages.FIELD_NAMES):
+    for table in (labels.LABELS, messages.COUNTS, messages.FIELD_NAMES):
         assert set(table["ru"]) == set(table["en"])
     for ru, en in zip(messages.GENERIC["ru"], messages.GENERIC["en"]):
         assert _placeholders(ru) == _placeholders(en)
-    for key, ru in messages.LABELS["ru"].items():
-        assert _placeholders(ru) == _placeholders(messages.LABELS["en"][key]), key
+    for key, ru in labels.LABELS["ru"].items():
+        assert _placeholders(ru) == _placeholders(labels.LABELS["en"][key]), key
 
 
 def test_every_code_the_planner_emits_has_a_text():

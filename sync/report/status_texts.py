@@ -1,0 +1,53 @@
+"""What `cli.py status` says, in each report language."""
+from __future__ import annotations
+
+STATUS_TEXTS: dict[str, dict[str, str]] = {
+    "ru": {
+        "by_state": "Ответы по состояниям: {states}",
+        "inbox": "Входящие с портала: сегодня {today}, всего {total} (ответов {answers}, опросов {polls}, "
+                 "повторных доставок {redeliveries}); последний пакет {last}",
+        "inbox_refused": "Отклонено пакетов: {total} — {reasons}",
+        "watermarks": "Отметки чтения: {marks}",
+        "none_yet": "пока нет",
+        "last_runs": "Последние запуски:",
+        "run_line": "  {started}  {command:<8} {outcome}; запросов {requests}; {counts}",
+        "state_pending": "ждут отправки",
+        "state_changed": "изменены после отправки",
+        "state_in_flight": "отправляются",
+        "state_pushed": "синхронизированы",
+        "state_failed": "не записаны",
+        "state_needs_attention": "требуют внимания",
+        "needing": "Требуют внимания{where}: {total}",
+        "filtered": " ({filters})",
+        "none_needing": "Ответов, требующих внимания, нет.",
+        "none_match": "Ни один ответ, требующий внимания, не подходит под отбор{where}.",
+        "unknown_poll": "Опроса {poll_id} в хранилище нет: ни одного его ответа не прочитано.",
+        "answer_line": "  ответ {answer_id} (опрос {poll_id}, {status}): {reasons}",
+        "more": "  …и ещё {more}",
+        "more_hint": " (показать все: --all, или --limit N, или --json)",
+    },
+    "en": {
+        "by_state": "Answers by state: {states}",
+        "inbox": "Inbox from the portal: today {today}, in total {total} (answers {answers}, polls {polls}, "
+                 "redeliveries {redeliveries}); last packet {last}",
+        "inbox_refused": "Packets refused: {total} — {reasons}",
+        "watermarks": "Watermarks: {marks}",
+        "none_yet": "none yet",
+        "last_runs": "Last runs:",
+        "run_line": "  {started}  {command:<8} {outcome}; requests {requests}; {counts}",
+        "state_pending": "pending",
+        "state_changed": "changed",
+        "state_in_flight": "in flight",
+        "state_pushed": "pushed",
+        "state_failed": "failed",
+        "state_needs_attention": "needs attention",
+        "needing": "Needing attention{where}: {total}",
+        "filtered": " ({filters})",
+        "none_needing": "No answers need attention.",
+        "none_match": "No answer needing attention matches the filter{where}.",
+        "unknown_poll": "Poll {poll_id} is not in the store: none of its answers was ever read.",
+        "answer_line": "  answer {answer_id} (poll {poll_id}, {status}): {reasons}",
+        "more": "  … and {more} more",
+        "more_hint": " (to see them: --all, --limit N or --json)",
+    },
+}
