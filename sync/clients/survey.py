@@ -38,6 +38,7 @@ from sync.clients.common import (
     header,
     is_loopback_host,
     parse_retry_after,
+    walk_causes,
 )
 from sync.clients.retry import AttemptFailed, GiveUp, RetryPolicy
 from core.errors import ConfigError, FatalError, NotFoundError, RetriableError, UpstreamError
@@ -106,6 +107,7 @@ class SurveyClient(ClientPlumbing):
         self.policy = RetryPolicy(**kwargs)
         self._lock = threading.Lock()
         self._stats = SurveyStats()
+        self._reached = False  # has this platform ever answered this client (then a refusal is transient)
 
     @staticmethod
     def _check_base_url(base_url: str) -> str:
@@ -147,6 +149,7 @@ class SurveyClient(ClientPlumbing):
                    "User-Agent": USER_AGENT}
         self._count(requests=1)
         transport_failure: str | None = None
+        refused = False
         try:
             response = self._session.get(f"{self.base_url}{path}", params=dict(params), headers=headers,
                                          timeout=self.timeout, allow_redirects=False)
@@ -156,10 +159,19 @@ class SurveyClient(ClientPlumbing):
         except requests.RequestException as exc:  # refused, reset, dropped: reads are safe to repeat
             self._count(status="connection_error")
             transport_failure = describe_exception(exc)
+            if not self._reached and any(isinstance(e, ConnectionRefusedError) for e in walk_causes(exc)):
+                # Nothing listens there and nothing ever did for this client: a wrong URL or a platform
+                # that is down. Six attempts over a minute would only delay saying so.
+                refused = True
         if transport_failure is not None:
+            if refused:
+                raise RetriableError(f"Cannot connect to the survey API at {redact_url(self.base_url)}: connection "
+                                     f"refused. Check SURVEY_API_URL and that the platform is up; the next run "
+                                     f"tries again.", system=SYSTEM, code="CONNECTION_REFUSED")
             # Raised outside the ``except``: the requests exception (its text holds the URL) is not chained.
             raise AttemptFailed(transport_failure)
         status = response.status_code
+        self._reached = True
         self._count(status=str(status))
         payload = decode_json(response)
         error = payload.get("error") if isinstance(payload, dict) else None
