@@ -20,6 +20,29 @@ from core.errors import ConfigError, LockHeldError, StoreError, UpstreamError
 DRY_RUN_LOCK_WAIT_S = 240.0
 
 
+# The framing of ``guarded``'s one line, in REPORT_LANGUAGE; the reason after it is the
+# exception's own text, as the code wrote it.
+GUARD_TEXTS = {
+    "en": {"error": "error: {reason}",
+           "locked": "locked: {reason}; nothing was written",
+           "aborted": "aborted: {reason}",
+           "aborted_in": "aborted ({system}): {reason}",
+           "interrupted": "interrupted: the next run completes what this one started"},
+    "ru": {"error": "ошибка: {reason}",
+           "locked": "заблокировано: {reason}; ничего не записано",
+           "aborted": "прервано: {reason}",
+           "aborted_in": "прервано ({system}): {reason}",
+           "interrupted": "остановлено: следующий запуск завершит то, что начал этот"},
+}
+
+
+def guard_text(key: str, **values) -> str:
+    """One of ``GUARD_TEXTS`` in REPORT_LANGUAGE, read from the environment and .env rather than the
+    settings: the error being framed may be that the settings do not load."""
+    from sync.doctor.texts import language_from_env
+    return GUARD_TEXTS[language_from_env()][key].format(**values)
+
+
 def guarded(func):
     """Map the error tree to exit codes with a one-line reason on stderr, no traceback."""
     @functools.wraps(func)
@@ -28,18 +51,19 @@ def guarded(func):
         try:
             return func(*args, **kwargs)
         except ConfigError as exc:
-            click.echo(f"error: {redact(str(exc))}", err=True)
+            click.echo(guard_text("error", reason=redact(str(exc))), err=True)
             sys.exit(exit_codes.USAGE_ERROR)
         except LockHeldError as exc:
-            click.echo(f"locked: {redact(str(exc))}; nothing was written", err=True)
+            click.echo(guard_text("locked", reason=redact(str(exc))), err=True)
             sys.exit(exit_codes.LOCKED)
         except (UpstreamError, StoreError) as exc:
             system = getattr(exc, "system", "") or ("store" if isinstance(exc, StoreError) else "")
-            prefix = f"aborted ({system})" if system else "aborted"
-            click.echo(f"{prefix}: {redact(str(exc))}", err=True)
+            reason = redact(str(exc))
+            click.echo(guard_text("aborted_in", system=system, reason=reason) if system
+                       else guard_text("aborted", reason=reason), err=True)
             sys.exit(exit_codes.ABORTED)
         except KeyboardInterrupt:
-            click.echo("interrupted: the next run completes what this one started", err=True)
+            click.echo(guard_text("interrupted"), err=True)
             sys.exit(exit_codes.ABORTED)
     return wrapper
 

@@ -142,17 +142,20 @@ def doctor(as_json: bool) -> None:
 def _doctor(as_json: bool) -> None:
     from sync.doctor import as_json as checks_json
     from sync.doctor import exit_code_for, format_check, run_checks
+    from sync.doctor.texts import language_from_env
     from sync.logs import setup_logging
 
     setup_logging(fmt="text", level="WARNING")
-    checks = run_checks(None)
+    # From the environment and .env, not the settings: the doctor is what runs when they do not load.
+    language = language_from_env()
+    checks = run_checks(None, language=language)
     if as_json:
         click.echo(checks_json(checks))
     else:
         encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "")
         unicode = encoding == "utf8"
         for check in checks:
-            line = format_check(check, unicode=unicode)
+            line = format_check(check, unicode=unicode, language=language)
             if not unicode and encoding:
                 try:
                     line = line.encode(encoding, "replace").decode(encoding)

@@ -32,7 +32,8 @@ a scope, or the store is unreachable or not migrated (the same code a run exits 
 The package is split by job: ``checklist`` (``Check``, the exit code, printing),
 ``checks_settings``, ``checks_survey``, ``checks_bitrix``, ``checks_mapping`` (the
 mapping against the portal, over the cached calls in ``portal``), ``checks_store``
-and ``runner``.
+and ``runner``. Every sentence is in ``texts`` (Russian and English, by ``REPORT_LANGUAGE``);
+the names above are the checks' ids, English in both languages and in ``--json``.
 """
 from sync.doctor.checklist import CONFIG, SYSTEM, Check, as_json, exit_code_for, format_check
 from sync.doctor.runner import run_checks

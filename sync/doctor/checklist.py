@@ -7,6 +7,7 @@ from typing import Any, Iterable
 
 from core import exit_codes
 from core.redact import redact
+from sync.doctor.texts import DEFAULT_LANGUAGE, Texts
 
 CONFIG = "config"   # fix a setting or the mapping → USAGE_ERROR
 SYSTEM = "system"   # a system is unreachable or refused us → ABORTED
@@ -19,7 +20,11 @@ DOCTOR_TIMEOUT_S = 15.0
 
 @dataclass(frozen=True)
 class Check:
-    """One line of the checklist. ``kind`` says which exit code a failure means (CONFIG or SYSTEM)."""
+    """One line of the checklist. ``kind`` says which exit code a failure means (CONFIG or SYSTEM).
+
+    ``name`` is the check's stable English id (``--json``'s, and what code compares);
+    ``detail`` and ``fix`` are already in the language of the run (``texts``).
+    """
 
     name: str
     ok: bool
@@ -45,11 +50,12 @@ class Skip(Exception):
 
 
 class Checklist:
-    """The checks so far, and which failed, so a later check can skip naming why."""
+    """The checks so far, and which failed, so a later check can skip naming why; ``t`` writes their texts."""
 
-    def __init__(self) -> None:
+    def __init__(self, language: str = DEFAULT_LANGUAGE) -> None:
         self.checks: list[Check] = []
         self.failed: dict[str, str] = {}
+        self.t = Texts(language)
 
     def add(self, check: Check) -> Check:
         self.checks.append(check)
@@ -64,13 +70,14 @@ class Checklist:
         self.add(Check(name, False, redact(detail), redact(fix), kind))
 
     def skip(self, name: str, reason: str, kind: str = CONFIG) -> None:
-        self.add(Check(name, False, f"skipped: {reason}", "", kind, skipped=True))
+        self.add(Check(name, False, self.t("skipped", reason=reason), "", kind, skipped=True))
 
     def needs(self, *names: str) -> None:
         """Raise ``Skip`` if any of ``names`` did not pass."""
         for name in names:
             if name in self.failed:
-                raise Skip(f"{name} failed" if self.failed[name] != "skipped" else f"{name} was skipped")
+                key = "needs.skipped" if self.failed[name] == "skipped" else "needs.failed"
+                raise Skip(self.t(key, title=self.t.title(name)))
 
 
 def one_line(exc: BaseException) -> str:
@@ -88,16 +95,21 @@ def exit_code_for(checks: Iterable[Check]) -> int:
     return exit_codes.OK
 
 
-def format_check(check: Check, *, unicode: bool = True) -> str:
-    """``✔ name — detail`` / ``✘ name — detail → fix`` (``OK``/``FAIL``/``SKIP`` without Unicode)."""
+def format_check(check: Check, *, unicode: bool = True, language: str = DEFAULT_LANGUAGE) -> str:
+    """``✔ title — detail`` / ``✘ title — detail → fix`` (``OK``/``FAIL``/``SKIP`` without Unicode).
+
+    ``language`` is the one the checks were made in: it gives the title and the words.
+    """
+    t = Texts(language)
     dash, arrow = ("—", "→") if unicode else ("-", "->")
-    if check.ok:
-        mark = "✔" if unicode else "OK  "
-    elif check.skipped:
-        mark = "○" if unicode else "SKIP"
+    state = "ok" if check.ok else "skip" if check.skipped else "fail"
+    if unicode:
+        mark = {"ok": "✔", "skip": "○", "fail": "✘"}[state]
     else:
-        mark = "✘" if unicode else "FAIL"
-    line = f"{mark} {check.name} {dash} {check.detail}"
+        # Padded to the longest word, so the titles line up as they do after the symbols.
+        words = {key: t(f"mark.{key}") for key in ("ok", "skip", "fail")}
+        mark = words[state].ljust(max(len(w) for w in words.values()))
+    line = f"{mark} {t.title(check.name)} {dash} {check.detail}"
     if not check.ok and not check.skipped and check.fix:
         line += f" {arrow} {check.fix}"
     return line

@@ -23,9 +23,9 @@ from typing import Any, Callable
 
 from core.errors import FatalError, UpstreamError
 from sync.doctor.checklist import CONFIG, SYSTEM, Checklist, Problem, Skip, one_line
-from sync.doctor.checks_bitrix import WEBHOOK_FIX
 from sync.doctor.checks_mapping import join_problems
 from sync.doctor.portal import Portal, similar
+from sync.doctor.texts import Texts
 from sync.mapping import FieldMapping, PollFormMapping, ProgrammesMapping
 
 LISTS_SCOPE = "lists"
@@ -34,15 +34,12 @@ NAME_TYPES = frozenset({"NAME", "S"})
 STRING = frozenset({"S"})
 NUMBER_OR_STRING = frozenset({"S", "N"})
 EMPLOYEE = frozenset({"S:employee"})
-TYPE_WORDS = {"NAME": "the element's name", "S": "string", "N": "number", "S:employee": "employee (user)",
-              "L": "list", "E": "link to elements", "E:EList": "link to elements", "F": "file",
-              "S:Date": "date", "S:DateTime": "date and time"}
-PLACE = "Lists → the list → List settings → Fields"
 
 
-def _type_text(types: frozenset[str] | str) -> str:
+def _type_text(t: Texts, types: frozenset[str] | str) -> str:
+    """``S (string) or N (number)``: the TYPE codes as they are, with their meaning for people."""
     names = sorted(types) if not isinstance(types, str) else [types]
-    return " or ".join(f"{t} ({TYPE_WORDS[t]})" if t in TYPE_WORDS else t for t in names)
+    return t("or").join(f"{n} ({t.type_word(n)})" if t.type_word(n) else n for n in names)
 
 
 class Lists:
@@ -52,6 +49,7 @@ class Lists:
         self.portal = portal
         self.client = portal.client
         self.file = portal.file
+        self.t = portal.t
         self._cache: dict[str, Any] = {}
 
     def _once(self, key: str, load: Callable[[], Any]) -> Any:
@@ -93,8 +91,8 @@ class Lists:
         return self._once(f"fields:{iblock_type_id}:{iblock_id}", load)
 
 
-def _where(section: str, box: Any) -> str:
-    return f"universal list {box.iblock_id} ({section}.iblock_id, type {box.iblock_type_id!r})"
+def _where(t: Texts, section: str, box: Any) -> str:
+    return t("lists.where", id=box.iblock_id, section=section, type=repr(box.iblock_type_id))
 
 
 def _find_list(lists: Lists, section: str, box: PollFormMapping | ProgrammesMapping) -> tuple[str, list[Problem]]:
@@ -102,43 +100,41 @@ def _find_list(lists: Lists, section: str, box: PollFormMapping | ProgrammesMapp
     name = lists.list_name(box.iblock_type_id, box.iblock_id)
     if name is not None:
         return name, []
-    known = lists.all_lists(box.iblock_type_id)
-    listed = ", ".join(f"{k} «{v}»" for k, v in sorted(known.items())) or "none"
-    return "", [Problem(f"{section}.iblock_id {box.iblock_id}: there is no universal list {box.iblock_id} of type "
-                        f"{box.iblock_type_id!r} on the portal (lists.get; lists of this type: {listed})",
-                        f"set {section}.iblock_id in {lists.file} to the list's ID (Lists → the list: the number in "
-                        f"its address), or correct {section}.iblock_type_id")]
+    t, known = lists.t, lists.all_lists(box.iblock_type_id)
+    listed = ", ".join(f"{k} «{v}»" for k, v in sorted(known.items())) or t("none")
+    return "", [Problem(t("lists.missing", section=section, id=box.iblock_id, type=repr(box.iblock_type_id),
+                          listed=listed),
+                        t("lists.fix_missing", section=section, file=lists.file))]
 
 
-def _field_label(row: dict) -> str:
+def _field_label(t: Texts, row: dict) -> str:
     label = f"«{row.get('NAME')}»" if row.get("NAME") else ""
-    code = f" (code {row.get('CODE')})" if row.get("CODE") else ""
+    code = t("lists.code", code=row.get("CODE")) if row.get("CODE") else ""
     return f"{label}{code}".strip()
 
 
 def _typed_field(lists: Lists, fields: dict[str, dict], *, path: str, code: str, types: frozenset[str],
                  iblock_id: int) -> list[Problem]:
     """The field exists in the list (by its FIELD_ID, e.g. PROPERTY_64) and has one of ``types``."""
-    row = fields.get(code)
+    t, row = lists.t, fields.get(code)
     if row is None:
         by_code = {f"PROPERTY_{r.get('CODE')}": fid for fid, r in fields.items() if r.get("CODE")}
-        hint = (f" ({code} is the field's symbolic code; the list calls it {by_code[code]})" if code in by_code
-                else similar(code, fields))
-        listed = ", ".join(f"{fid} {_field_label(r)}".strip() for fid, r in fields.items())
-        return [Problem(f"{path}: {code} is not a field of list {iblock_id} (lists.field.get: {listed}){hint}",
-                        f"correct {path} in {lists.file} to one of these field IDs, or create the field "
-                        f"({PLACE})")]
+        hint = (t("lists.symbolic", code=code, fid=by_code[code]) if code in by_code
+                else similar(code, fields, t))
+        listed = ", ".join(f"{fid} {_field_label(t, r)}".strip() for fid, r in fields.items())
+        return [Problem(t("lists.field_missing", path=path, code=code, id=iblock_id, listed=listed, hint=hint),
+                        t("lists.fix_field_missing", path=path, file=lists.file, place=t("lists.place")))]
     field_type = str(row.get("TYPE") or "")
     if field_type not in types:
-        return [Problem(f"{path}: {code} {_field_label(row)} of list {iblock_id} is of type "
-                        f"{_type_text(field_type or '?')}, but the job writes {_type_text(types)} there",
-                        f"point {path} in {lists.file} at a field of type {_type_text(types)}, or change the "
-                        f"field's type ({PLACE})")]
+        return [Problem(t("lists.field_type", path=path, code=code, label=_field_label(t, row), id=iblock_id,
+                          type=_type_text(t, field_type or "?"), types=_type_text(t, types)),
+                        t("lists.fix_field_type", path=path, file=lists.file, types=_type_text(t, types),
+                          place=t("lists.place")))]
     return []
 
 
 def _poll_form_list(lists: Lists, mapping: FieldMapping) -> tuple[str, list[Problem]]:
-    pf = mapping.poll_form
+    pf, t = mapping.poll_form, lists.t
     name, problems = _find_list(lists, "poll_form", pf)
     if problems:
         return "", problems
@@ -162,18 +158,15 @@ def _poll_form_list(lists: Lists, mapping: FieldMapping) -> tuple[str, list[Prob
         if str(row.get("IS_REQUIRED", "N")).upper() != "Y" or fid in filled:
             continue
         if fid == pf.url_field:
-            fix = f"set poll_form.url_template in {lists.file} (e.g. \"https://portal.example.edu/polls/{{poll_id}}.html\")"
+            fix = t("lists.fix_url", file=lists.file)
         else:
-            fix = (f"fill it from the mapping (poll_form.fields.{fid} = a value source in {lists.file}), or make "
-                   f"the field optional ({PLACE})")
-        problems.append(Problem(f"{fid} {_field_label(row)} is required in list {pf.iblock_id}, but the job does "
-                                f"not fill it: lists.element.add would refuse every new poll form", fix))
-    return (f"{_where('poll_form', pf)} «{name}» has {len(wanted)} fields of the right types, and the job fills "
-            f"every required one"), problems
+            fix = t("lists.fix_required", fid=fid, file=lists.file, place=t("lists.place"))
+        problems.append(Problem(t("lists.required", fid=fid, label=_field_label(t, row), id=pf.iblock_id), fix))
+    return t("lists.poll_ok", where=_where(t, "poll_form", pf), name=name, n=len(wanted)), problems
 
 
 def _programme_list(lists: Lists, mapping: FieldMapping) -> tuple[str, list[Problem]]:
-    pm = mapping.programmes
+    pm, t = mapping.programmes, lists.t
     name, problems = _find_list(lists, "programmes", pm)
     if problems:
         return "", problems
@@ -188,57 +181,48 @@ def _programme_list(lists: Lists, mapping: FieldMapping) -> tuple[str, list[Prob
         if not found:
             row = fields[pm.status_field]
             values = {str(k): str(v) for k, v in (row.get("DISPLAY_VALUES_FORM") or {}).items()}
-            listed = ", ".join(f"{k} «{v}»" for k, v in values.items()) or "none"
+            listed = ", ".join(f"{k} «{v}»" for k, v in values.items()) or t("none")
             for value in pm.active_values:
                 if value not in values:
                     by_text = next((k for k, v in values.items() if v.casefold() == value.casefold()), None)
-                    hint = f" (the value «{value}» has the ID {by_text})" if by_text else ""
-                    problems.append(Problem(f"programmes.active_values: {value!r} is not a value of "
-                                            f"{pm.status_field} {_field_label(row)} (values: {listed}){hint}",
-                                            f"list the value IDs meaning «active» in programmes.active_values in "
-                                            f"{lists.file}"))
+                    hint = t("lists.value_id", value=value, id=by_text) if by_text else ""
+                    problems.append(Problem(t("lists.not_a_value", value=repr(value), field=pm.status_field,
+                                              label=_field_label(t, row), listed=listed, hint=hint),
+                                            t("lists.fix_active", file=lists.file)))
             if not pm.active_values:
-                problems.append(Problem(f"programmes.status_field is {pm.status_field}, but programmes.active_values "
-                                        f"is empty: the status is ignored and every programme counts as active "
-                                        f"(values: {listed})",
-                                        f"list the value IDs meaning «active» in programmes.active_values in "
-                                        f"{lists.file}, or remove programmes.status_field"))
+                problems.append(Problem(t("lists.active_empty", field=pm.status_field, listed=listed),
+                                        t("lists.fix_active_empty", file=lists.file)))
             shown = ", ".join(f"{v} «{values.get(v, '?')}»" for v in pm.active_values)
-            status = f"; active: {shown}" if shown else ""
+            status = t("lists.active", shown=shown) if shown else ""
     elif pm.active_values:
-        problems.append(Problem("programmes.active_values is set, but programmes.status_field is not: every "
-                                "programme counts as active",
-                                f"set programmes.status_field in {lists.file} to the list's status field "
-                                f"(a list-type field, lists.field.get)"))
-    return f"{_where('programmes', pm)} «{name}» has the title field {pm.title_field}{status}", problems
+        problems.append(Problem(t("lists.no_status"), t("lists.fix_no_status", file=lists.file)))
+    return t("lists.programme_ok", where=_where(t, "programmes", pm), name=name, field=pm.title_field,
+             status=status), problems
 
 
 def _deal_programme_link(lists: Lists, mapping: FieldMapping) -> tuple[str, list[Problem]]:
-    pm, code = mapping.programmes, mapping.deal.programme_link_field
+    pm, code, t = mapping.programmes, mapping.deal.programme_link_field, lists.t
     if not code:
-        return "deal.programme_link_field is not set: deals name their programme only in the title", []
-    descriptor = lists.portal.fields("crm.deal.fields").get(code)
-    create = (f"create a deal field of type «Привязка к элементам информационных блоков» (iblock_element) on list "
-              f"{pm.iblock_id} (CRM → Deals → Settings → Custom fields) and put its code in deal.programme_link_field "
-              f"in {lists.file}")
+        return t("link.unset"), []
+    deal_fields = lists.portal.fields("crm.deal.fields")
+    descriptor = deal_fields.get(code)
+    create = t("link.create", id=pm.iblock_id, file=lists.file)
     if not isinstance(descriptor, dict):
-        return "", [Problem(f"deal.programme_link_field: {code} is not a field of deals (crm.deal.fields)"
-                            f"{similar(code, lists.portal.fields('crm.deal.fields'))}", create)]
+        return "", [Problem(t("field.missing", path="deal.programme_link_field", code=code, entity=t("entity.deals"),
+                              where="crm.deal.fields", hint=similar(code, deal_fields, t)), create)]
     field_type = str(descriptor.get("type") or "")
     label = descriptor.get("formLabel") or descriptor.get("listLabel") or ""
     label = f" «{label}»" if label and label != code else ""
     if field_type != "iblock_element":
-        return "", [Problem(f"deal.programme_link_field: {code}{label} is of type {field_type or '?'}, not "
-                            f"iblock_element: it cannot hold an element of list {pm.iblock_id}", create)]
+        return "", [Problem(t("link.type", code=code, label=label, type=field_type or "?", id=pm.iblock_id),
+                            create)]
     settings = descriptor.get("settings") if isinstance(descriptor.get("settings"), dict) else {}
     linked = str(settings.get("IBLOCK_ID") or "")
     if linked != str(pm.iblock_id):
-        return "", [Problem(f"deal.programme_link_field: {code}{label} links to list {linked or '(none)'}, but the "
-                            f"programmes are list {pm.iblock_id} (programmes.iblock_id)",
-                            f"choose list {pm.iblock_id} in the field's settings (CRM → Deals → Settings → Custom "
-                            f"fields → {code}), or point deal.programme_link_field in {lists.file} at the field "
-                            f"that links to it")]
-    return f"deal.programme_link_field {code}{label} links deals to list {pm.iblock_id}", []
+        return "", [Problem(t("link.other_list", code=code, label=label, linked=linked or t("link.none"),
+                              id=pm.iblock_id),
+                            t("link.fix_other_list", id=pm.iblock_id, code=code, file=lists.file))]
+    return t("link.ok", code=code, label=label, id=pm.iblock_id), []
 
 
 def list_checks(ck: Checklist, client: Any, mapping: FieldMapping | None, mapping_file: str) -> None:
@@ -251,12 +235,13 @@ def list_checks(ck: Checklist, client: Any, mapping: FieldMapping | None, mappin
     if mapping.programmes.is_list:
         plan.append(("programme list", _programme_list, ("lists scope",)))
         plan.append(("deal programme link", _deal_programme_link, ()))
-    lists = Lists(Portal(client, mapping_file)) if client is not None else None
+    t = ck.t
+    lists = Lists(Portal(client, mapping_file, t)) if client is not None else None
     for name, check, needs in plan:
         try:
             ck.needs("Bitrix24 webhook", *needs)
             if lists is None:
-                raise Skip("Bitrix24 is not usable")
+                raise Skip(t("skip.unusable"))
             if check is None:
                 _scope_check(ck, lists, mapping)
                 continue
@@ -265,11 +250,10 @@ def list_checks(ck: Checklist, client: Any, mapping: FieldMapping | None, mappin
             ck.skip(name, str(why), CONFIG)
             continue
         except FatalError as exc:
-            ck.fail(name, f"Bitrix24 refused a look-up: {one_line(exc)}", WEBHOOK_FIX, SYSTEM)
+            ck.fail(name, t("portal.refused", error=one_line(exc)), t("webhook.fix"), SYSTEM)
             continue
         except UpstreamError as exc:
-            ck.fail(name, f"Bitrix24 look-up failed: {one_line(exc)}", "run doctor again once Bitrix24 answers",
-                    SYSTEM)
+            ck.fail(name, t("portal.failed", error=one_line(exc)), t("portal.fix_again"), SYSTEM)
             continue
         if problems:
             detail, fix = join_problems(problems)
@@ -279,14 +263,12 @@ def list_checks(ck: Checklist, client: Any, mapping: FieldMapping | None, mappin
 
 
 def _scope_check(ck: Checklist, lists: Lists, mapping: FieldMapping) -> None:
-    kept = [what for what, box in (("poll forms", mapping.poll_form), ("programmes", mapping.programmes))
-            if box.is_list]
+    t = ck.t
+    kept = t("and").join(t(key) for key, box in (("kept.poll_forms", mapping.poll_form),
+                                                  ("kept.programmes", mapping.programmes)) if box.is_list)
     scopes = lists.scopes()
     if LISTS_SCOPE in scopes:
-        ck.ok("lists scope", f"the mapping keeps {' and '.join(kept)} in universal lists (lists.*); the webhook has "
-                             f"the 'lists' scope")
+        ck.ok("lists scope", t("lists_scope.ok", kept=kept))
         return
-    ck.fail("lists scope", f"the mapping keeps {' and '.join(kept)} in universal lists, but the webhook lacks the "
-                           f"'lists' scope (it has: {', '.join(sorted(scopes)) or 'none'})",
-            "tick 'lists' on the inbound webhook (Developer resources → Integrations → your webhook → Permissions) "
-            "and save; the URL stays the same", SYSTEM)
+    ck.fail("lists scope", t("lists_scope.missing", kept=kept, have=", ".join(sorted(scopes)) or t("none")),
+            t("scopes.fix", names=f"'{LISTS_SCOPE}'"), SYSTEM)

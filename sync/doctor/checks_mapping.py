@@ -9,7 +9,6 @@ from typing import Any, Callable
 
 from core.errors import FatalError, UpstreamError
 from sync.doctor.checklist import CONFIG, SYSTEM, Checklist, Problem, Skip, one_line
-from sync.doctor.checks_bitrix import WEBHOOK_FIX
 from sync.doctor.portal import Portal, field_problems, similar, stage_entity
 from sync.mapping import FieldMapping
 
@@ -24,11 +23,12 @@ def join_problems(problems: list[Problem]) -> tuple[str, str]:
 
 
 def _deal_fields(portal: Portal, mapping: FieldMapping) -> tuple[str, list[Problem]]:
-    deal = mapping.deal
+    deal, t = mapping.deal, portal.t
     fields = portal.fields("crm.deal.fields")
     wanted: list[tuple[str, str, str | None]] = [
         ("deal.contact_field", deal.contact_field, None), ("deal.owner_field", deal.owner_field, None),
-        ("ORIGINATOR_ID (the external key)", "ORIGINATOR_ID", None), ("ORIGIN_ID (the external key)", "ORIGIN_ID", None)]
+        (t("deal.external_key", code="ORIGINATOR_ID"), "ORIGINATOR_ID", None),
+        (t("deal.external_key", code="ORIGIN_ID"), "ORIGIN_ID", None)]
     links = (("deal.poll_form_link_field", deal.poll_form_link_field, "poll_form", mapping.poll_form.entity_type_id),
              ("deal.programme_link_field", deal.programme_link_field, "programmes", mapping.programmes.entity_type_id))
     problems: list[Problem] = []
@@ -37,67 +37,66 @@ def _deal_fields(portal: Portal, mapping: FieldMapping) -> tuple[str, list[Probl
             continue
         wanted.append((path, code, None))
         if code.startswith("PARENT_ID_") and code != f"PARENT_ID_{etid}":
-            problems.append(Problem(f"{path}: {code} links to entity type {code.removeprefix('PARENT_ID_')}, but "
-                                    f"{section}.entity_type_id is {etid}",
-                                    f"make {path} PARENT_ID_<{section}.entity_type_id> in {portal.file}"))
+            problems.append(Problem(t("deal.parent", path=path, code=code, other=code.removeprefix("PARENT_ID_"),
+                                      section=section, etid=etid),
+                                    t("deal.fix_parent", path=path, section=section, file=portal.file)))
     wanted += [(f"deal.fields.{code}", code, source) for code, source in deal.fields.items()]
-    create = "create the user field in CRM → Deals → Settings → Custom fields"
-    problems = field_problems(portal, fields, entity="deals", where="crm.deal.fields", wanted=wanted,
+    create = t("deal.create")
+    problems = field_problems(portal, fields, entity=t("entity.deals"), where="crm.deal.fields", wanted=wanted,
                               mapping=mapping, create_fix=create, category_id=deal.category_id) + problems
     for code, enum in deal.enumerations.items():
         path = f"deal.enumerations.{code}"
         descriptor = fields.get(code)
         if not isinstance(descriptor, dict):
-            problems.append(Problem(f"{path}: {code} is not a field of deals (crm.deal.fields)"
-                                    f"{similar(code, fields)}", f"correct {path} in {portal.file}, or {create}"))
+            problems.append(Problem(t("field.missing", path=path, code=code, entity=t("entity.deals"),
+                                      where="crm.deal.fields", hint=similar(code, fields, t)),
+                                    t("field.fix_missing", path=path, file=portal.file, create=create)))
             continue
         if descriptor.get("type") != "enumeration":
-            problems.append(Problem(f"{path}: {code} is of type {descriptor.get('type')}, not enumeration",
-                                    f"map {path} to a list (enumeration) field in {portal.file}"))
+            problems.append(Problem(t("enum.not_enum", path=path, code=code, type=descriptor.get("type")),
+                                    t("enum.fix_not_enum", path=path, file=portal.file)))
             continue
         items = {str(i.get("ID")): str(i.get("VALUE")) for i in descriptor.get("items") or [] if isinstance(i, dict)}
         for answer, item_id in enum.values.items():
             if item_id not in items:
-                listed = ", ".join(f"{k} «{v}»" for k, v in items.items()) or "none"
-                problems.append(Problem(f"{path}.values[{answer!r}]: item ID {item_id} is not an item of {code} "
-                                        f"(items: {listed})",
-                                        f"use the item IDs of {code} (crm.deal.fields) in {path}.values in "
-                                        f"{portal.file}"))
+                listed = ", ".join(f"{k} «{v}»" for k, v in items.items()) or t("none")
+                problems.append(Problem(t("enum.item", path=path, answer=repr(answer), item=item_id, code=code,
+                                          items=listed),
+                                        t("enum.fix_item", code=code, path=path, file=portal.file)))
     checked = len(wanted) + len(deal.enumerations)
-    return f"all {checked} deal fields the mapping names exist with compatible types", problems
+    return t("deal.ok", n=checked), problems
 
 
 def _deal_category(portal: Portal, mapping: FieldMapping) -> tuple[str, list[Problem]]:
-    category = mapping.deal.category_id
+    category, t = mapping.deal.category_id, portal.t
     known = portal.categories()
     if category in known or (category == 0 and not known):
-        return f"deal.category_id {category} is the pipeline «{known.get(category, 'default')}»", []
-    listed = ", ".join(f"{k} «{v}»" for k, v in sorted(known.items())) or "none"
-    return "", [Problem(f"deal.category_id {category} is not a deal pipeline on the portal (crm.category.list: "
-                        f"{listed})", f"set deal.category_id in {portal.file} to one of these IDs")]
+        return t("pipeline.ok", id=category, name=known.get(category, t("pipeline.default"))), []
+    listed = ", ".join(f"{k} «{v}»" for k, v in sorted(known.items())) or t("none")
+    return "", [Problem(t("pipeline.missing", id=category, listed=listed), t("pipeline.fix", file=portal.file))]
 
 
 def _deal_stage(portal: Portal, mapping: FieldMapping) -> tuple[str, list[Problem]]:
-    deal = mapping.deal
+    deal, t = mapping.deal, portal.t
     entity = stage_entity(deal.category_id)
     stages = portal.statuses(entity)
     if deal.stage_id in stages:
-        return f"deal.stage_id {deal.stage_id} is «{stages[deal.stage_id]}» ({entity})", []
-    return "", [Problem(f"deal.stage_id {deal.stage_id!r} is not a stage of pipeline {deal.category_id} "
-                        f"(crm.status.list {entity}: {', '.join(stages) or 'none'}){similar(deal.stage_id, stages)}",
-                        f"set deal.stage_id in {portal.file} to one of these")]
+        return t("stage.ok", id=deal.stage_id, name=stages[deal.stage_id], entity=entity), []
+    return "", [Problem(t("stage.missing", id=repr(deal.stage_id), category=deal.category_id, entity=entity,
+                          listed=", ".join(stages) or t("none"), hint=similar(deal.stage_id, stages, t)),
+                        t("stage.fix", file=portal.file))]
 
 
 def _deal_source(portal: Portal, mapping: FieldMapping) -> tuple[str, list[Problem]]:
-    source = mapping.deal.source_id
+    source, t = mapping.deal.source_id, portal.t
     if not source:
-        return "deal.source_id is not set (the portal's default source is used)", []
+        return t("source.unset"), []
     sources = portal.statuses("SOURCE")
     if source in sources:
-        return f"deal.source_id {source} is «{sources[source]}»", []
-    return "", [Problem(f"deal.source_id {source!r} is not a source on the portal (crm.status.list SOURCE: "
-                        f"{', '.join(sources) or 'none'}){similar(source, sources)}",
-                        f"set deal.source_id in {portal.file} to one of these, or add the source in CRM settings")]
+        return t("source.ok", id=source, name=sources[source]), []
+    return "", [Problem(t("source.missing", id=repr(source), listed=", ".join(sources) or t("none"),
+                          hint=similar(source, sources, t)),
+                        t("source.fix", file=portal.file))]
 
 
 def _contact_fields(portal: Portal, mapping: FieldMapping) -> tuple[str, list[Problem]]:
@@ -107,32 +106,34 @@ def _contact_fields(portal: Portal, mapping: FieldMapping) -> tuple[str, list[Pr
         ("contact.last_name_field", contact.last_name_field, "question:last_name"),
         ("contact.middle_name_field", contact.middle_name_field, "question:middle_name")]
     wanted += [(f"contact.on_create.{code}", code, source) for code, source in contact.on_create.items()]
-    problems = field_problems(portal, portal.fields("crm.contact.fields"), entity="contacts",
+    t = portal.t
+    problems = field_problems(portal, portal.fields("crm.contact.fields"), entity=t("entity.contacts"),
                               where="crm.contact.fields", wanted=wanted, mapping=mapping,
-                              create_fix="create the user field in CRM → Contacts → Settings → Custom fields")
-    return f"all {len(wanted)} contact fields the mapping names exist with compatible types", problems
+                              create_fix=t("contact.create"))
+    return t("contact.ok", n=len(wanted)), problems
 
 
 def _smart_process_fields(portal: Portal, mapping: FieldMapping, section: str, entity_type_id: int,
                           wanted: list[tuple[str, str, str | None]]) -> tuple[str, list[Problem]]:
+    t = portal.t
     fields = portal.item_fields(entity_type_id)
     if fields is None:
         known = portal.smart_processes()
-        return "", [Problem(f"{section}.entity_type_id {entity_type_id}: there is no smart process with this "
-                            f"entityTypeId (crm.item.fields: NOT_FOUND)" + (f"; the portal has {known}" if known else ""),
-                            f"set {section}.entity_type_id in {portal.file} to the smart process's entityTypeId "
-                            f"(CRM → Smart processes, or crm.type.list)")]
-    problems = field_problems(portal, fields, entity=f"smart process {entity_type_id}",
+        return "", [Problem(t("sp.missing", section=section, etid=entity_type_id)
+                            + (t("sp.known", known=known) if known else ""),
+                            t("sp.fix", section=section, file=portal.file))]
+    problems = field_problems(portal, fields, entity=t("entity.smart_process", id=entity_type_id),
                               where=f"crm.item.fields entityTypeId={entity_type_id}", wanted=wanted, mapping=mapping,
-                              create_fix=f"create the field in the smart process {entity_type_id}", item=True)
-    count = f"all {len(wanted)} fields" if len(wanted) > 1 else "the field"
-    return f"smart process {entity_type_id} has {count} the mapping names", problems
+                              create_fix=t("sp.create", etid=entity_type_id), item=True)
+    if len(wanted) > 1:
+        return t("sp.ok_many", etid=entity_type_id, n=len(wanted)), problems
+    return t("sp.ok_one", etid=entity_type_id), problems
 
 
 def _poll_forms(portal: Portal, mapping: FieldMapping) -> tuple[str, list[Problem]]:
     pf = mapping.poll_form
     if pf.is_list:  # checks_lists checks it
-        raise Skip(f"poll forms live in universal list {pf.iblock_id}: see 'poll form list'")
+        raise Skip(portal.t("poll_forms.in_list", id=pf.iblock_id, title=portal.t.title("poll form list")))
     wanted: list[tuple[str, str, str | None]] = [
         ("poll_form.poll_id_field", pf.poll_id_field, "poll:poll_id"),
         ("poll_form.title_field", pf.title_field, "poll:poll_name"),
@@ -144,28 +145,28 @@ def _poll_forms(portal: Portal, mapping: FieldMapping) -> tuple[str, list[Proble
 def _programmes(portal: Portal, mapping: FieldMapping) -> tuple[str, list[Problem]]:
     pm = mapping.programmes
     if pm.is_list:  # checks_lists checks it
-        raise Skip(f"programmes live in universal list {pm.iblock_id}: see 'programme list'")
+        raise Skip(portal.t("programmes.in_list", id=pm.iblock_id, title=portal.t.title("programme list")))
     return _smart_process_fields(portal, mapping, "programmes", pm.entity_type_id,
                                  [("programmes.title_field", pm.title_field, "question:programmes")])
 
 
 def _default_user(portal: Portal, mapping: FieldMapping) -> tuple[str, list[Problem]]:
-    user_id = mapping.default_responsible_user_id
+    user_id, t = mapping.default_responsible_user_id, portal.t
     user = portal.user(user_id)
-    fix = f"set default_responsible_user_id in {portal.file} to an active employee's ID (Company → Employees)"
+    fix = t("user.fix", file=portal.file)
     if user is None:
-        return "", [Problem(f"default_responsible_user_id {user_id}: there is no such user on the portal "
-                            f"(user.get)", fix)]
-    name = " ".join(str(user.get(k) or "") for k in ("NAME", "LAST_NAME")).strip() or "no name"
+        return "", [Problem(t("user.missing", id=user_id), fix)]
+    name = " ".join(str(user.get(k) or "") for k in ("NAME", "LAST_NAME")).strip() or t("user.no_name")
     if user.get("ACTIVE") not in (True, "Y", "1", 1, "true"):
-        return "", [Problem(f"default_responsible_user_id {user_id} ({name}) is inactive (dismissed)", fix)]
-    return f"default_responsible_user_id {user_id} is {name}, active", []
+        return "", [Problem(t("user.inactive", id=user_id, name=name), fix)]
+    return t("user.ok", id=user_id, name=name), []
 
 
 def portal_checks(ck: Checklist, client: Any, mapping: FieldMapping | None, scopes_missing: set[str],
                   mapping_file: str) -> None:
     """The mapping checks against the portal, each skipped if its prerequisite failed."""
-    portal = Portal(client, mapping_file) if client is not None else None
+    t = ck.t
+    portal = Portal(client, mapping_file, t) if client is not None else None
     plan: list[tuple[str, Callable, tuple[str, ...], str]] = [
         ("deal fields", _deal_fields, (), "crm"),
         ("deal pipeline", _deal_category, (), "crm"),
@@ -180,19 +181,18 @@ def portal_checks(ck: Checklist, client: Any, mapping: FieldMapping | None, scop
         try:
             ck.needs("mapping file", "Bitrix24 webhook", *needs)
             if portal is None or mapping is None:
-                raise Skip("Bitrix24 is not usable")
+                raise Skip(t("skip.unusable"))
             if scope in scopes_missing:
-                raise Skip(f"the webhook lacks the '{scope}' scope")
+                raise Skip(t("skip.scope", scope=scope))
             ok_detail, problems = check(portal, mapping)
         except Skip as why:
             ck.skip(name, str(why), CONFIG)
             continue
         except FatalError as exc:
-            ck.fail(name, f"Bitrix24 refused a look-up: {one_line(exc)}", WEBHOOK_FIX, SYSTEM)
+            ck.fail(name, t("portal.refused", error=one_line(exc)), t("webhook.fix"), SYSTEM)
             continue
         except UpstreamError as exc:
-            ck.fail(name, f"Bitrix24 look-up failed: {one_line(exc)}", "run doctor again once Bitrix24 answers",
-                    SYSTEM)
+            ck.fail(name, t("portal.failed", error=one_line(exc)), t("portal.fix_again"), SYSTEM)
             continue
         if problems:
             detail, fix = join_problems(problems)

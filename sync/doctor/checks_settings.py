@@ -11,32 +11,41 @@ from sync.mapping import FieldMapping
 
 def settings_check(ck: Checklist, settings: Any) -> Any:
     """The settings as given, or loaded (None when they are incomplete: the failure is a check)."""
-    name = "configuration"
+    name, t = "configuration", ck.t
     if settings is None:
         from sync.settings import load_settings
         try:
             settings = load_settings()
         except ConfigError as exc:
             text = str(exc)
-            lines = [ln.strip() for ln in text.splitlines() if ln.startswith("  ")]
+            raw = [ln.strip() for ln in text.splitlines() if ln.startswith("  ")]
+            names = [m.group(0) for ln in raw if (m := re.match(r"[A-Z][A-Z0-9_]*", ln))]
+            lines = [_setting_line(t, ln) for ln in raw]
             if "BITRIX24_WEBHOOK_URL" not in text and _webhook_unset():
-                lines.append(WEBHOOK_UNSET)
-            names = [m.group(0) for ln in lines if (m := re.match(r"[A-Z][A-Z0-9_]*", ln))]
-            fix = ("set " + ", ".join(names) if names else "fix the settings") + \
-                " in the environment or in .env in the working directory (see README, 'Configuration')"
+                names.append("BITRIX24_WEBHOOK_URL")
+                lines.append(t("settings.webhook_unset"))
+            fix = t("settings.fix_set", names=", ".join(names)) if names else t("settings.fix_any")
             ck.fail(name, "; ".join(lines) or text, fix, CONFIG)
             return None
     if settings.bitrix24_webhook_url is None:
         # Optional for the settings (``status`` needs no webhook), required for everything the doctor checks.
-        ck.fail(name, WEBHOOK_UNSET, "set BITRIX24_WEBHOOK_URL in the environment or in .env in the working "
-                                     "directory (see README, 'Configuration')", CONFIG)
+        ck.fail(name, t("settings.webhook_unset"), t("settings.fix_set", names="BITRIX24_WEBHOOK_URL"), CONFIG)
         return settings
-    ck.ok(name, f"every setting is present; store {store_display(settings.database_url)}")
+    ck.ok(name, t("settings.ok", store=store_display(settings.database_url)))
     return settings
 
 
-WEBHOOK_UNSET = ("BITRIX24_WEBHOOK_URL is not set (the inbound webhook URL, "
-                 "https://<portal>.bitrix24.ru/rest/<user_id>/<secret>/)")
+_MISSING = re.compile(r"(?P<name>[A-Z][A-Z0-9_]*) is not set(?P<hint> \(.*\))?$")
+
+
+def _setting_line(t: Any, line: str) -> str:
+    """One line of the settings' error: a missing setting in the doctor's language, any other as it came.
+
+    ``load_settings`` writes "NAME is not set (description)" in English; the frame is ours to
+    translate, the description (the setting's own doc) is kept as written.
+    """
+    match = _MISSING.match(line)
+    return t("settings.missing", name=match["name"], hint=match["hint"] or "") if match else line
 
 
 def _webhook_unset() -> bool:
@@ -66,8 +75,7 @@ def mapping_check(ck: Checklist, settings: Any) -> FieldMapping | None:
     except ConfigError as exc:
         head, *rest = str(exc).splitlines() or [""]
         ck.fail(name, " ".join([head, "; ".join(line.strip() for line in rest)]).strip(),
-                f"correct {settings.field_mapping} (FIELD_MAPPING); the repository's field_mapping.json is a "
-                f"working example", CONFIG)
+                ck.t("mapping.fix", file=settings.field_mapping), CONFIG)
         return None
-    ck.ok(name, f"{settings.field_mapping} is valid (source {mapping.source_name!r})")
+    ck.ok(name, ck.t("mapping.ok", file=settings.field_mapping, source=repr(mapping.source_name)))
     return mapping

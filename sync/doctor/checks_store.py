@@ -10,7 +10,7 @@ from sync.doctor.checklist import SYSTEM, Checklist, one_line
 
 def store_check(ck: Checklist, settings: Any) -> None:
     """The store answers and is at the code's schema revision; a missing SQLite file is not created."""
-    name = "store"
+    name, t = "store", ck.t
     try:
         from storage.db import make_engine, normalise_url, redact_url, schema_status, sqlite_path
         url = normalise_url(settings.database_url)
@@ -23,12 +23,10 @@ def store_check(ck: Checklist, settings: Any) -> None:
                 while not ancestor.exists() and ancestor != ancestor.parent:
                     ancestor = ancestor.parent
                 if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
-                    ck.fail(name, f"no store yet at {path}, and it cannot be created: {ancestor} is not a "
-                                  f"writable directory",
-                            "point DATABASE_URL at a writable place, or fix the directory's permissions", SYSTEM)
+                    ck.fail(name, t("store.cannot_create", path=path, ancestor=ancestor), t("store.fix_create"),
+                            SYSTEM)
                     return
-                ck.ok(name, f"no store yet at {path}: the first run (or `python cli.py status`) creates it "
-                            f"(if one should exist already, check DATABASE_URL and the working directory)")
+                ck.ok(name, t("store.fresh", path=path))
                 return
         engine = make_engine(settings.database_url)
         try:
@@ -36,15 +34,12 @@ def store_check(ck: Checklist, settings: Any) -> None:
         finally:
             engine.dispose()
     except StoreError as exc:
-        ck.fail(name, one_line(exc), "check DATABASE_URL and that the database server is up", SYSTEM)
+        ck.fail(name, one_line(exc), t("store.fix_server"), SYSTEM)
         return
     if current is None:
         # An empty database is a fresh install too: every run migrates at start.
-        ck.ok(name, f"{shown} answers and has no schema yet: the first run (or `python cli.py status`) creates it "
-                    f"at revision {head}")
+        ck.ok(name, t("store.empty", shown=shown, head=head))
     elif current != head:
-        ck.fail(name, f"{shown} is at schema revision {current}, the code expects {head}",
-                "run `python cli.py status` to migrate it; if the store is newer than the code, deploy the newer "
-                "code", SYSTEM)
+        ck.fail(name, t("store.behind", shown=shown, current=current, head=head), t("store.fix_behind"), SYSTEM)
     else:
-        ck.ok(name, f"{shown} answers, schema at revision {current}")
+        ck.ok(name, t("store.ok", shown=shown, current=current))

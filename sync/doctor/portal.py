@@ -6,6 +6,7 @@ from typing import Any, Callable, Iterable
 
 from core.errors import CommandError, UpstreamError
 from sync.doctor.checklist import Problem
+from sync.doctor.texts import Texts
 from sync.mapping import FieldMapping
 
 STRINGISH = frozenset({"string", "char", "url"})
@@ -16,9 +17,10 @@ DEAL_ENTITY_TYPE_ID = 2
 class Portal:
     """The read-only Bitrix24 calls the checks make, each made once."""
 
-    def __init__(self, client: Any, mapping_file: str) -> None:
+    def __init__(self, client: Any, mapping_file: str, t: Texts) -> None:
         self.client = client
         self.file = mapping_file  # named in every fix
+        self.t = t  # the run's language, for the problems the checks find
         self._cache: dict[str, Any] = {}
 
     def _once(self, key: str, load: Callable[[], Any]) -> Any:
@@ -80,14 +82,14 @@ class Portal:
         return self._once(f"user:{user_id}", load)
 
 
-def similar(name: str, candidates: Iterable[str]) -> str:
+def similar(name: str, candidates: Iterable[str], t: Texts) -> str:
     """`` (did you mean X?)`` for a near or case-folded match among ``candidates``, else ""."""
     names = list(candidates)
     close = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
     if not close:
         folded = {c.lower(): c for c in names}
         close = [folded[name.lower()]] if name.lower() in folded else []
-    return f" (did you mean {close[0]}?)" if close else ""
+    return t.similar(close[0] if close else None)
 
 
 def expected_types(source: str, mapping: FieldMapping) -> frozenset[str] | None:
@@ -127,35 +129,40 @@ def status_entity_of(descriptor: dict, category_id: int) -> str | None:
 def field_problems(portal: Portal, fields: dict[str, dict], *, entity: str, where: str,
                    wanted: list[tuple[str, str, str | None]], mapping: FieldMapping,
                    create_fix: str, category_id: int = 0, item: bool = False) -> list[Problem]:
-    """Existence and type of ``(mapping path, field code, value source or None)`` in ``fields``."""
-    problems: list[Problem] = []
+    """Existence and type of ``(mapping path, field code, value source or None)`` in ``fields``.
+
+    ``entity`` is already in the run's language (``t("entity.deals")``): the problems read in it.
+    """
+    t, problems = portal.t, []
     upper = {str(d.get("upperName")): name for name, d in fields.items() if isinstance(d, dict) and d.get("upperName")}
     for path, code, source in wanted:
         descriptor = fields.get(code)
         if not isinstance(descriptor, dict):
             if item and code in upper:
-                problems.append(Problem(f"{path}: {code} is the field's original name; crm.item methods call it "
-                                        f"{upper[code]}", f"write {upper[code]} in {portal.file} ({path})"))
+                problems.append(Problem(t("field.original", path=path, code=code, upper=upper[code]),
+                                        t("field.fix_original", upper=upper[code], file=portal.file, path=path)))
                 continue
-            problems.append(Problem(f"{path}: {code} is not a field of {entity} ({where}){similar(code, fields)}",
-                                    f"correct {path} in {portal.file}, or {create_fix}"))
+            problems.append(Problem(t("field.missing", path=path, code=code, entity=entity, where=where,
+                                      hint=similar(code, fields, t)),
+                                    t("field.fix_missing", path=path, file=portal.file, create=create_fix)))
             continue
         if source is None:
             continue
         field_type = str(descriptor.get("type") or "")
         expected = expected_types(source, mapping)
         if expected is not None and field_type not in expected:
-            problems.append(Problem(f"{path}: {code} is of type {field_type or '?'}, but {source} needs "
-                                    f"{types_text(expected)}",
-                                    f"map {source} to a {types_text(expected)} field in {portal.file}, or change "
-                                    f"the field's type on the portal"))
+            problems.append(Problem(t("field.type", path=path, code=code, type=field_type or "?", source=source,
+                                      expected=types_text(expected)),
+                                    t("field.fix_type", source=source, expected=types_text(expected),
+                                      file=portal.file)))
         elif source.startswith("const:") and field_type == "crm_status":
             status_entity = status_entity_of(descriptor, category_id)
             value = source.partition(":")[2]
             if status_entity:
                 known = portal.statuses(status_entity)
                 if value not in known:
-                    problems.append(Problem(f"{path}: {value!r} is not in {status_entity} (crm.status.list: "
-                                            f"{', '.join(known) or 'none'}){similar(value, known)}",
-                                            f"use one of the {status_entity} codes in {path} in {portal.file}"))
+                    problems.append(Problem(t("field.status", path=path, value=repr(value), entity=status_entity,
+                                              known=", ".join(known) or t("none"), hint=similar(value, known, t)),
+                                            t("field.fix_status", entity=status_entity, path=path,
+                                              file=portal.file)))
     return problems

@@ -10,20 +10,23 @@ from sync.doctor.checks_mapping import portal_checks
 from sync.doctor.checks_settings import mapping_check, settings_check
 from sync.doctor.checks_store import store_check
 from sync.doctor.checks_survey import survey_check
+from sync.doctor.texts import language_from_env
 
 
-def run_checks(settings: Any = None) -> list[Check]:
+def run_checks(settings: Any = None, *, language: str | None = None) -> list[Check]:
     """Every check, in order (see the module docstring). ``settings=None`` loads them (a failure is a check).
 
+    The texts are in ``language``, else the settings' ``REPORT_LANGUAGE`` — read from the
+    environment and ``.env`` directly when the settings are not given, since they may not load.
     Never raises for what it checks: every error becomes a failing or skipped ``Check``.
     """
-    ck = Checklist()
+    ck = Checklist(language or (settings.report_language if settings is not None else language_from_env()))
     settings = settings_check(ck, settings)
     if settings is None:
         for name in ("mapping file", "survey API", "Bitrix24 webhook", "Bitrix24 scopes", "deal fields",
                      "deal pipeline", "deal stage", "deal source", "contact fields", "poll forms", "programmes",
                      "default responsible user", "store"):
-            ck.skip(name, "the configuration is incomplete")
+            ck.skip(name, ck.t("config_incomplete"))
         return ck.checks
     mapping = mapping_check(ck, settings)
     survey_check(ck, settings)

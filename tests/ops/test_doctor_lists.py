@@ -1,5 +1,7 @@
 """`doctor` against the real portal's emulator (poll forms and programmes in universal lists 17 and 18):
-the repository's field_mapping.json passes, and each broken list mapping is named in its check with the fix."""
+the repository's field_mapping.json passes, and each broken list mapping is named in its check with the fix.
+
+The texts asserted are Russian, REPORT_LANGUAGE's default."""
 from __future__ import annotations
 
 import json
@@ -53,21 +55,21 @@ def test_the_default_mapping_passes_on_the_real_portal(settings_for):
     names = [c.name for c in checks]
     assert names[-5:] == LIST_CHECKS + ["store"]
     lines = by_name(checks)
-    assert "universal list 17" in lines["poll form list"].detail
+    assert "универсальный список 17" in lines["poll form list"].detail
     assert "«Опросные формы»" in lines["poll form list"].detail
-    assert "active: 56 «Активная»" in lines["programme list"].detail
-    assert "UF_CRM_1755626160 «Образовательная программа» links deals to list 18" in \
+    assert "активные: 56 «Активная»" in lines["programme list"].detail
+    assert "UF_CRM_1755626160 «Образовательная программа» привязывает сделки к списку 18" in \
         lines["deal programme link"].detail
-    assert "in universal lists (lists.*)" in lines["lists scope"].detail
+    assert "в универсальных списках (lists.*)" in lines["lists scope"].detail
     # The smart-process lines say where the records live instead of failing on a missing entity type.
-    assert lines["poll forms"].skipped and "universal list 17" in lines["poll forms"].detail
-    assert lines["programmes"].skipped and "universal list 18" in lines["programmes"].detail
+    assert lines["poll forms"].skipped and "универсальном списке 17" in lines["poll forms"].detail
+    assert lines["programmes"].skipped and "универсальном списке 18" in lines["programmes"].detail
 
 
 def test_the_survey_api_is_skipped_when_the_source_is_the_intake(settings_for):
     line = by_name(run_checks(settings_for()))["survey API"]
     assert line.skipped
-    assert "SURVEY_SOURCE is intake" in line.detail and "inbox" in line.detail
+    assert "SURVEY_SOURCE=intake" in line.detail and "входящий ящик приёмника" in line.detail
 
 
 def _drop(section: dict, key: str) -> None:
@@ -77,50 +79,52 @@ def _drop(section: dict, key: str) -> None:
 BROKEN = {
     "poll form list that does not exist": (
         lambda m: m["poll_form"].update(iblock_id=99), "poll form list",
-        ["poll_form.iblock_id 99: there is no universal list 99", "17 «Опросные формы»",
+        ["poll_form.iblock_id 99: на портале нет универсального списка 99", "17 «Опросные формы»",
          "18 «Образовательные программы»"],
-        "set poll_form.iblock_id"),
+        "укажите в poll_form.iblock_id"),
     "owner in a plain string property": (
         lambda m: m["poll_form"].update(owner_field="PROPERTY_65"), "poll form list",
-        ["poll_form.owner_field: PROPERTY_65 «URL Опросной формы»", "is of type S (string)",
-         "the job writes S:employee (employee (user))",
+        ["poll_form.owner_field: поле PROPERTY_65 «URL Опросной формы»", "имеет тип S (строка)",
+         "задание пишет туда S:employee (сотрудник (пользователь))",
          # PROPERTY_66 is required and no longer filled by anything
-         "PROPERTY_66 «Ответственный за опросную форму» (code REPONSIBLE_EMPLOYEE_ID) is required in list 17"],
-        "point poll_form.owner_field"),
+         "поле PROPERTY_66 «Ответственный за опросную форму» (код REPONSIBLE_EMPLOYEE_ID) обязательно в списке 17"],
+        "укажите в poll_form.owner_field"),
     "poll id in the employee property": (
         lambda m: m["poll_form"].update(poll_id_field="PROPERTY_66", owner_field="PROPERTY_64"), "poll form list",
-        ["poll_form.poll_id_field: PROPERTY_66", "is of type S:employee", "poll_form.owner_field: PROPERTY_64"],
-        "at a field of type"),
+        ["poll_form.poll_id_field: поле PROPERTY_66", "имеет тип S:employee",
+         "poll_form.owner_field: поле PROPERTY_64"],
+        "поле типа"),
     "field named by its symbolic code": (
         lambda m: m["poll_form"].update(poll_id_field="PROPERTY_POLL_ID"), "poll form list",
-        ["poll_form.poll_id_field: PROPERTY_POLL_ID is not a field of list 17",
-         "the list calls it PROPERTY_64"],
-        "correct poll_form.poll_id_field"),
+        ["poll_form.poll_id_field: в списке 17 нет поля PROPERTY_POLL_ID",
+         "в списке оно называется PROPERTY_64"],
+        "укажите в poll_form.poll_id_field"),
     "required URL property left unfilled": (
         lambda m: _drop(m["poll_form"], "url_template"), "poll form list",
-        ["PROPERTY_65 «URL Опросной формы» (code POLL_URL) is required in list 17, but the job does not fill it"],
-        "set poll_form.url_template"),
+        ["поле PROPERTY_65 «URL Опросной формы» (код POLL_URL) обязательно в списке 17, но задание его не "
+         "заполняет"],
+        "задайте poll_form.url_template"),
     "active value that is not a status value": (
         lambda m: m["programmes"].update(active_values=["Активная"]), "programme list",
-        ["programmes.active_values: 'Активная' is not a value of PROPERTY_72 «Статус»",
-         "56 «Активная», 57 «Неактивная»", "has the ID 56"],
-        "list the value IDs meaning «active» in programmes.active_values"),
+        ["programmes.active_values: 'Активная' — не значение поля PROPERTY_72 «Статус»",
+         "56 «Активная», 57 «Неактивная»", "у значения «Активная» ID 56"],
+        "перечислите в programmes.active_values"),
     "status in a string property": (
         lambda m: m["programmes"].update(status_field="PROPERTY_73"), "programme list",
-        ["programmes.status_field: PROPERTY_73", "is of type S (string)", "L (list)"],
-        "point programmes.status_field"),
+        ["programmes.status_field: поле PROPERTY_73", "имеет тип S (строка)", "L (список)"],
+        "укажите в programmes.status_field"),
     "status without active values": (
         lambda m: m["programmes"].update(active_values=[]), "programme list",
-        ["programmes.active_values is empty: the status is ignored and every programme counts as active"],
-        "or remove programmes.status_field"),
+        ["programmes.active_values пуст: статус не учитывается, и все программы считаются активными"],
+        "или уберите programmes.status_field"),
     "programme link to a string field": (
         lambda m: m["deal"].update(programme_link_field="UF_CRM_1755626174"), "deal programme link",
-        ["UF_CRM_1755626174 «ID Roistat» is of type string, not iblock_element"],
-        "create a deal field of type «Привязка к элементам информационных блоков» (iblock_element) on list 18"),
+        ["поле UF_CRM_1755626174 «ID Roistat» имеет тип string, а не iblock_element"],
+        "создайте поле сделки типа «Привязка к элементам информационных блоков» (iblock_element) со списком 18"),
     "programmes in the list the link does not point at": (
         lambda m: m["programmes"].update(iblock_id=17, status_field=None, active_values=[]), "deal programme link",
-        ["UF_CRM_1755626160 «Образовательная программа» links to list 18, but the programmes are list 17"],
-        "choose list 17 in the field's settings"),
+        ["поле UF_CRM_1755626160 «Образовательная программа» привязано к списку 18, а программы — в списке 17"],
+        "выберите список 17 в настройках поля"),
 }
 
 
@@ -147,9 +151,9 @@ def test_a_webhook_without_the_lists_scope_fails_once_and_skips_the_list_checks(
     finally:
         emulator.stop()
     lines = by_name(checks)
-    assert not lines["lists scope"].ok and "lacks the 'lists' scope" in lines["lists scope"].detail
-    assert "tick 'lists' on the inbound webhook" in lines["lists scope"].fix
-    assert lines["poll form list"].skipped and "lists scope failed" in lines["poll form list"].detail
+    assert not lines["lists scope"].ok and "у вебхука нет права 'lists'" in lines["lists scope"].detail
+    assert "отметьте 'lists' во входящем вебхуке" in lines["lists scope"].fix
+    assert lines["poll form list"].skipped and "проверка «право на списки» не прошла" in lines["poll form list"].detail
     assert lines["programme list"].skipped
     assert exit_code_for(checks) == exit_codes.ABORTED  # a system refusal, not a mapping error
 
