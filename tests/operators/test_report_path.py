@@ -30,7 +30,7 @@ def test_an_unwritable_report_path_is_refused_before_anything_is_written(env, sa
     before = sandbox.bitrix.admin.counters()["requests"]
     done = CliRunner().invoke(cli, ["sync", "--report", str(tmp_path / "taken" / "plan.html")], env=env)
     assert done.exit_code == 2, done.output
-    assert f"error: --report {tmp_path / 'taken' / 'plan.html'}: {tmp_path / 'taken'} is a file, not a directory" \
+    assert f"ошибка: --report {tmp_path / 'taken' / 'plan.html'}: {tmp_path / 'taken'} is a file, not a directory" \
         in done.stderr
     assert sandbox.bitrix.admin.counters()["requests"] == before
 

@@ -36,7 +36,7 @@ def test_doctor_prints_a_tick_per_passing_check_and_exits_0(env):
     assert result.exit_code == exit_codes.OK, result.output
     lines = result.stdout.splitlines()
     assert len(lines) == 14 and all(line.startswith("✔ ") for line in lines)
-    assert "✔ deal stage — deal.stage_id C4:NEW is «Новая» (DEAL_STAGE_4)" in lines
+    assert "✔ стадия сделки — deal.stage_id C4:NEW — «Новая» (DEAL_STAGE_4)" in lines
 
 
 def test_doctor_names_the_broken_entry_and_exits_2(env, write_mapping):
@@ -44,15 +44,15 @@ def test_doctor_names_the_broken_entry_and_exits_2(env, write_mapping):
     result = CliRunner().invoke(doctor, [], env=env)
     assert result.exit_code == exit_codes.USAGE_ERROR
     line = next(line for line in result.stdout.splitlines() if line.startswith("✘ "))
-    assert line.startswith("✘ deal stage — deal.stage_id 'C4:NOPE' is not a stage of pipeline 4")
-    assert " → set deal.stage_id in " in line
+    assert line.startswith("✘ стадия сделки — deal.stage_id 'C4:NOPE': в воронке 4 нет такой стадии")
+    assert " → укажите в deal.stage_id в " in line
 
 
 def test_doctor_exits_3_when_a_system_refuses_the_credentials(env):
     env["SURVEY_API_TOKEN"] = "not-the-token"
     result = CliRunner().invoke(doctor, [], env=env)
     assert result.exit_code == exit_codes.ABORTED
-    assert "✘ survey API — " in result.stdout and "not-the-token" not in result.output
+    assert "✘ API опросов — " in result.stdout and "not-the-token" not in result.output
 
 
 def test_doctor_json_is_machine_readable(env):
@@ -77,7 +77,7 @@ def test_schedule_refuses_a_too_short_interval():
 def test_schedule_with_a_bad_cron_exits_2_naming_the_option(env):
     result = CliRunner().invoke(schedule, ["--cron", "*/5 * * *"], env=env)
     assert result.exit_code == exit_codes.USAGE_ERROR
-    assert "error: --cron / SCHEDULE_CRON '*/5 * * *' is not a usable crontab expression" in result.stderr
+    assert "ошибка: --cron / SCHEDULE_CRON '*/5 * * *' is not a usable crontab expression" in result.stderr
 
 
 def test_schedule_help_has_an_example():
