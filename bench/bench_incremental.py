@@ -103,7 +103,7 @@ def main() -> None:
             print(f"{label:<16} {box.bitrix.admin.counters()['requests']:>12} "
                   f"{box.survey.admin.counters()['total']:>10} {summary.counts.get('answers_seen', 0):>12} "
                   f"{summary.counts.get('pushed', 0):>7} {wall:>7.1f}")
-        print("target: idle sync <= 3 requests to Bitrix24; neither figure grows with the history")
+        print("target: idle sync <= 1 request to Bitrix24 (the webhook check); neither figure grows with the history")
 
 
 if __name__ == "__main__":

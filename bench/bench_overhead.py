@@ -14,8 +14,11 @@ and memory are not counted.
    polling as a check). ``--backfill 0`` skips it.
 
 Targets (the issue): pull + stage + plan <= 0.5 CPU s per 1,000 answers; peak RSS <= 300 MB
-for a 100,000-answer backfill. The generated data include the sandbox's sample answers and no
-respondents already in the CRM; the emulator's operating-time limit is switched off.
+for a 100,000-answer backfill. The portal is the real one (``--portal real``, ``field_mapping.json``):
+deals reused per contact and programme, and the whole answer planned as a timeline summary on
+each deal, so the figures include the summaries. The generated data include the sandbox's sample
+answers and no respondents already in the CRM; the operating-time limit is switched off on both
+sides (the emulator's, and the job's pacing by it).
 
     python bench/bench_overhead.py                          # 20,000 answers, then a 100,000 backfill
     python bench/bench_overhead.py --answers 2000 --backfill 20000
@@ -63,7 +66,7 @@ def sandbox_process(answers: int, seed: int, *, startup_timeout_s: float = 600.0
     """``cli.py sandbox`` in its own process; yields its exported settings and the process."""
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen([sys.executable, "cli.py", "sandbox", "--answers", str(answers), "--seed", str(seed),
-                             "--rate-limit", "0", "--survey-port", str(free_port()),
+                             "--portal", "real", "--rate-limit", "0", "--survey-port", str(free_port()),
                              "--bitrix-port", str(free_port())],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True)
     try:
@@ -112,8 +115,9 @@ def job_settings(env: dict[str, str], database_url: str):
     from sync.settings import load_settings
     return load_settings(survey_api_url=env["SURVEY_API_URL"], survey_api_token=env["SURVEY_API_TOKEN"],
                          bitrix24_webhook_url=env["BITRIX24_WEBHOOK_URL"], database_url=database_url,
-                         field_mapping=str(ROOT / "examples" / "field_mapping.smart-processes.json"), rate_limit_per_s=UNLIMITED,
-                         rate_limit_burst=UNLIMITED, http_timeout_s=300, log_level="WARNING")
+                         field_mapping=str(ROOT / "field_mapping.json"), rate_limit_per_s=UNLIMITED,
+                         rate_limit_burst=UNLIMITED, bitrix24_timeout_s=300, operating_limit_s=0,
+                         log_level="WARNING")
 
 
 # --------------------------------------------------------------------------- 1. CPU per stage
