@@ -69,6 +69,7 @@ class Crm:
     comments: dict[int, list[str]] = field(default_factory=dict)  # deal id → its timeline comments
     programmes: list[Programme] = field(default_factory=list)
     users: list[dict] = field(default_factory=list)
+    deal_booleans: set[str] = field(default_factory=set)   # boolean deal fields: "cleared" reads back as 0
 
     @classmethod
     def of(cls, emulator, mapping: FieldMapping) -> "Crm":
@@ -77,7 +78,8 @@ class Crm:
         snap = cls(contacts={int(c["ID"]): c for c in admin.contacts()},
                    deals={int(d["ID"]): d for d in admin.deals()},
                    forms=admin.list_elements(pf.iblock_id) if pf.is_list else admin.items(pf.entity_type_id),
-                   users=[dict(u) for u in emulator.crm.users])
+                   users=[dict(u) for u in emulator.crm.users],
+                   deal_booleans={f.name for f in emulator.crm.deal_schema.fields if f.type == "boolean"})
         for comment in admin.timeline_comments("deal"):
             snap.comments.setdefault(int(comment["ENTITY_ID"]), []).append(str(comment.get("COMMENT") or ""))
         if pm.is_list:
@@ -466,7 +468,9 @@ def check_crm(*, after: Crm, before: Crm, answers: Iterable[dict], mapping: Fiel
                 have = norm(deal.get(code))
                 if want is not None and have != want:
                     out.append(Mismatch(record, code, want, have, f"answer {owner.answer.answer_id}'s latest version"))
-                elif want is None and have is not None and not (others and have in allowed[code]):
+                # A boolean user field has no "empty" once written: cleared, it stores 0 (main module).
+                elif want is None and have is not None and not (others and have in allowed[code]) \
+                        and not (code in after.deal_booleans and have == "0"):
                     out.append(Mismatch(record, code, None, have,
                                         f"answer {owner.answer.answer_id}'s latest version has no value: cleared"))
             continue
