@@ -96,7 +96,8 @@ class _AnswerPlanner:
         self.summary_commands: list[Command] = []
         self.deal_updates: dict[int, Command] = {}                # one update per existing deal in a plan
         self.new_deals: dict[tuple[str, str], Command] = {}       # (contact, programme key) → its create
-        self.used_deals: set[int] = set()
+        self._versions: dict[int, str] = {}
+        self._summaries: dict[tuple[int, bool], str] = {}
 
     # contact ---------------------------------------------------------------------------------
     def _contact(self, email: str, answer: Answer, poll: PollContext, names: dict[str, str], phone: str | None,
@@ -327,12 +328,20 @@ class _AnswerPlanner:
         """The summary to write on the target deal, or None when it carries this version already."""
         if self.mapping.deal.summary.to == "off":
             return None
-        version = answer_version(item.answer)
-        if target.deal is not None and f"{item.answer.answer_id}:{version}" in target.deal.summaries:
+        answer_id = item.answer.answer_id
+        version = self._versions.get(answer_id)
+        if version is None:
+            version = self._versions[answer_id] = answer_version(item.answer)
+        if target.deal is not None and f"{answer_id}:{version}" in target.deal.summaries:
             return None
         edited = item.edited or (target.deal is not None and any(
-            s.startswith(f"{item.answer.answer_id}:") for s in target.deal.summaries))
-        return summary_text(item.answer, poll, self.mapping, version=version, edited=edited)
+            s.startswith(f"{answer_id}:") for s in target.deal.summaries))
+        key = (answer_id, edited)
+        text = self._summaries.get(key)  # the same text on each of the answer's deals: built once
+        if text is None:
+            text = self._summaries[key] = summary_text(item.answer, poll, self.mapping, version=version,
+                                                       edited=edited)
+        return text
 
     def _add_summary(self, answer: Answer, deal: int | Ref, text: str, *, depends_on: str | None) -> None:
         target = deal.command if isinstance(deal, Ref) else str(deal)

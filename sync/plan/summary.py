@@ -41,11 +41,15 @@ def answer_version(answer: Answer) -> str:
     Not the ledger's content hash, which covers ``updated_at`` too: a lost store re-reading
     the same answer must recognise the summary it finds on the deal.
     """
-    body = answer.model_dump(mode="json", exclude={"updated_at", "ignored"})
-    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()[:8]
+    body = [answer.answer_id, answer.poll_id, answer.created_at.isoformat(),
+            [[item.code, item.value] for item in answer.answers], answer.utm, answer.cookies, answer.meta]
+    text = json.dumps(body, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
 
 
 def _text(value: Any, t: dict) -> str:
+    if type(value) is str and value.isprintable():  # the common case, without clean_text's regex passes
+        return value.strip()
     if isinstance(value, bool):
         return t["yes"] if value else t["no"]
     if isinstance(value, list):
