@@ -204,7 +204,7 @@ class Bitrix24Client(ClientPlumbing):
                  sleep: Callable[[float], None] = time.sleep, allow_insecure_http: bool = False,
                  rng: Any = None, bucket: LeakyBucket | None = None, backoff_base_s: float = 1.0,
                  backoff_cap_s: float = 60.0, operating_limit_s: float | None = 480.0,
-                 operating_margin: float = 0.85, wall_clock: Callable[[], float] = time.time) -> None:
+                 operating_margin: float = 0.95, wall_clock: Callable[[], float] = time.time) -> None:
         install_logging_filter()
         base, shown = _parse_webhook(webhook_url, allow_insecure_http=allow_insecure_http)
         if timeout is None or timeout <= 0:

@@ -45,7 +45,7 @@ def no_wall_clock() -> float:
 @pytest.fixture
 def client(clock: FakeClock, spy_session: SpySession) -> Bitrix24Client:
     return Bitrix24Client(HOOK, session=spy_session, clock=clock, sleep=clock.sleep, rng=MaxJitter(),
-                          wall_clock=no_wall_clock)
+                          wall_clock=no_wall_clock, operating_margin=0.85)
 
 
 # --------------------------------------------------------------------------- pacing before the wall
@@ -145,7 +145,7 @@ def test_pacing_can_be_turned_off(clock: FakeClock, spy_session: SpySession) -> 
 def test_a_block_without_server_time_is_measured_on_the_wall_clock(clock: FakeClock,
                                                                  spy_session: SpySession) -> None:
     client = Bitrix24Client(HOOK, session=spy_session, clock=clock, sleep=clock.sleep,
-                            wall_clock=lambda: 5030.0)
+                            wall_clock=lambda: 5030.0, operating_margin=0.85)
     responses.post(url("crm.deal.list"), json=ok([], {"operating": 420.0, "operating_reset_at": 5100}))
     client.call("crm.deal.list")
     client.call("crm.deal.list")
