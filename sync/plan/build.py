@@ -292,8 +292,9 @@ class _AnswerPlanner:
                 fields[dm.programme_link_field] = programme.id
             if dm.poll_form_link_field and poll.item_id:
                 fields[dm.poll_form_link_field] = poll.item_id
-            # CONTACT_ID only when it changed: re-sent, it can drop contacts a manager linked.
-            if target.deal is None or target.deal.contact_id != (contact if isinstance(contact, int) else None):
+            # CONTACT_ID only when it changed: re-sent, it can drop contacts a manager linked. A contact
+            # this plan creates is always a change: the deal has none, or a wrong one from a failed chain.
+            if target.deal is None or isinstance(contact, Ref) or target.deal.contact_id != contact:
                 fields[dm.contact_field] = contact
         else:
             fields = self._fill_only(target.deal, owned, programme)
