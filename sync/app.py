@@ -40,17 +40,19 @@ class Context:
             return InboxSource(self.engine)
         return self.survey_client()
 
-    def survey_client(self, *, timeout: float | None = None) -> Any:
+    def survey_client(self, **overrides: Any) -> Any:
+        """The survey API's client from the settings; ``overrides`` (the doctor's short timeout…) win."""
         from sync.clients.survey import SurveyClient
         s = self.settings
-        return SurveyClient(s.survey_api_url, s.survey_api_token, timeout=timeout or s.http_timeout_s,
-                            max_attempts=s.max_attempts)
+        kwargs = {"timeout": s.http_timeout_s, "max_attempts": s.max_attempts, **overrides}
+        return SurveyClient(s.survey_api_url, s.survey_api_token, **kwargs)
 
     @cached_property
     def bitrix(self) -> Any:
         return self.bitrix_client()
 
-    def bitrix_client(self, *, timeout: float | None = None, max_attempts: int | None = None) -> Any:
+    def bitrix_client(self, **overrides: Any) -> Any:
+        """The Bitrix24 client from the settings; ``overrides`` (the doctor's short timeout…) win."""
         from core.errors import ConfigError
         from sync.clients.bitrix24 import Bitrix24Client
         s = self.settings
@@ -61,11 +63,11 @@ class Context:
         # The portal sums operating time over a sliding ten minutes, so a method's time frees within
         # that: a wait budget shorter than the window (300 s) turned a 10,000-answer backfill's wait
         # for it into thousands of answers failed with "run again later".
-        return Bitrix24Client(s.bitrix24_webhook_url, timeout=timeout or s.bitrix24_timeout_s,
-                              rate_per_s=s.rate_limit_per_s, burst=s.rate_limit_burst,
-                              max_attempts=max_attempts or s.max_attempts,
-                              operating_limit_s=s.operating_limit_s or None, operating_margin=s.operating_margin,
-                              max_wait_s=660.0 if s.operating_limit_s else 300.0)
+        kwargs = {"timeout": s.bitrix24_timeout_s, "rate_per_s": s.rate_limit_per_s, "burst": s.rate_limit_burst,
+                  "max_attempts": s.max_attempts, "operating_limit_s": s.operating_limit_s or None,
+                  "operating_margin": s.operating_margin, "max_wait_s": 660.0 if s.operating_limit_s else 300.0,
+                  **overrides}
+        return Bitrix24Client(s.bitrix24_webhook_url, **kwargs)
 
     @cached_property
     def opened(self) -> Any:

@@ -12,16 +12,18 @@ REQUIRED_SCOPES = ("crm", "user")
 
 def bitrix_checks(ck: Checklist, settings: Any) -> tuple[Any, set[str]]:
     """The webhook and scope checks: ``(client or None when the portal is not usable, scopes missing)``."""
-    from sync.clients.bitrix24 import Bitrix24Client
+    from sync.app import Context
     name, t = "Bitrix24 webhook", ck.t
     if settings.bitrix24_webhook_url is None:  # the configuration line already says so
         ck.skip(name, t("webhook.unset"), CONFIG)
         ck.skip("Bitrix24 scopes", t("webhook.unset"), SYSTEM)
         return None, set()
     try:
-        client = Bitrix24Client(settings.bitrix24_webhook_url, timeout=min(settings.http_timeout_s, DOCTOR_TIMEOUT_S),
-                                rate_per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst,
-                                max_attempts=DOCTOR_MAX_ATTEMPTS, max_wait_s=DOCTOR_MAX_WAIT_S, backoff_base_s=0.5)
+        # Built as every command builds it, with the doctor's short timeout and retry budget;
+        # no operating-time pacing: the doctor makes a handful of reads.
+        client = Context(settings).bitrix_client(
+            timeout=min(settings.bitrix24_timeout_s, DOCTOR_TIMEOUT_S), operating_limit_s=None,
+            max_attempts=DOCTOR_MAX_ATTEMPTS, max_wait_s=DOCTOR_MAX_WAIT_S, backoff_base_s=0.5)
     except ConfigError as exc:
         ck.fail(name, one_line(exc), t("webhook.fix_url"), CONFIG)
         ck.skip("Bitrix24 scopes", t("needs.failed", title=t.title(name)), SYSTEM)

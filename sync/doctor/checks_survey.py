@@ -11,15 +11,15 @@ from sync.doctor.checklist import (CONFIG, DOCTOR_MAX_ATTEMPTS, DOCTOR_MAX_WAIT_
 
 def survey_check(ck: Checklist, settings: Any) -> None:
     """One GET /polls?limit=1 with the doctor's short timeout."""
-    from sync.clients.survey import SurveyClient
+    from sync.app import Context
     name, t = "survey API", ck.t
     if getattr(settings, "survey_source", "api") == "intake":
         ck.skip(name, t("survey.intake"))
         return
     try:
-        client = SurveyClient(settings.survey_api_url, settings.survey_api_token,
-                              timeout=min(settings.http_timeout_s, DOCTOR_TIMEOUT_S), polls_page_size=1,
-                              max_attempts=DOCTOR_MAX_ATTEMPTS, max_wait_s=DOCTOR_MAX_WAIT_S, backoff_base_s=0.5)
+        client = Context(settings).survey_client(
+            timeout=min(settings.http_timeout_s, DOCTOR_TIMEOUT_S), polls_page_size=1,
+            max_attempts=DOCTOR_MAX_ATTEMPTS, max_wait_s=DOCTOR_MAX_WAIT_S, backoff_base_s=0.5)
     except ConfigError as exc:
         ck.fail(name, one_line(exc), t("survey.fix_config"), CONFIG)
         return
