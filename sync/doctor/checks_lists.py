@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from core.errors import FatalError, UpstreamError
+from core.errors import UpstreamError
 from sync.doctor.checklist import CONFIG, SYSTEM, Checklist, Problem, Skip, one_line
-from sync.doctor.checks_mapping import join_problems
+from sync.doctor.checks_mapping import run_check
 from sync.doctor.portal import Portal, similar
 from sync.doctor.texts import Texts
 from sync.mapping import FieldMapping, PollFormMapping, ProgrammesMapping
@@ -238,28 +238,24 @@ def list_checks(ck: Checklist, client: Any, mapping: FieldMapping | None, mappin
     t = ck.t
     lists = Lists(Portal(client, mapping_file, t)) if client is not None else None
     for name, check, needs in plan:
-        try:
+        if check is None and lists is not None:
+            try:
+                ck.needs("Bitrix24 webhook", *needs)
+            except Skip as why:
+                ck.skip(name, str(why), CONFIG)
+                continue
+            try:
+                _scope_check(ck, lists, mapping)
+            except UpstreamError as exc:  # FatalError too: the portal could not say which scopes it has
+                ck.fail(name, t("portal.failed", error=one_line(exc)), t("portal.fix_again"), SYSTEM)
+            continue
+
+        def attempt(check=check, needs=needs) -> tuple[str, list[Problem]]:
             ck.needs("Bitrix24 webhook", *needs)
             if lists is None:
                 raise Skip(t("skip.unusable"))
-            if check is None:
-                _scope_check(ck, lists, mapping)
-                continue
-            ok_detail, problems = check(lists, mapping)
-        except Skip as why:
-            ck.skip(name, str(why), CONFIG)
-            continue
-        except FatalError as exc:
-            ck.fail(name, t("portal.refused", error=one_line(exc)), t("webhook.fix"), SYSTEM)
-            continue
-        except UpstreamError as exc:
-            ck.fail(name, t("portal.failed", error=one_line(exc)), t("portal.fix_again"), SYSTEM)
-            continue
-        if problems:
-            detail, fix = join_problems(problems)
-            ck.fail(name, detail, fix, CONFIG)
-        else:
-            ck.ok(name, ok_detail)
+            return check(lists, mapping)
+        run_check(ck, name, attempt)
 
 
 def _scope_check(ck: Checklist, lists: Lists, mapping: FieldMapping) -> None:

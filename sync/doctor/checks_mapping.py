@@ -178,24 +178,33 @@ def portal_checks(ck: Checklist, client: Any, mapping: FieldMapping | None, scop
         ("default responsible user", _default_user, (), "user"),
     ]
     for name, check, needs, scope in plan:
-        try:
+        def attempt(check=check, needs=needs, scope=scope) -> tuple[str, list[Problem]]:
             ck.needs("mapping file", "Bitrix24 webhook", *needs)
             if portal is None or mapping is None:
                 raise Skip(t("skip.unusable"))
             if scope in scopes_missing:
                 raise Skip(t("skip.scope", scope=scope))
-            ok_detail, problems = check(portal, mapping)
-        except Skip as why:
-            ck.skip(name, str(why), CONFIG)
-            continue
-        except FatalError as exc:
-            ck.fail(name, t("portal.refused", error=one_line(exc)), t("webhook.fix"), SYSTEM)
-            continue
-        except UpstreamError as exc:
-            ck.fail(name, t("portal.failed", error=one_line(exc)), t("portal.fix_again"), SYSTEM)
-            continue
-        if problems:
-            detail, fix = join_problems(problems)
-            ck.fail(name, detail, fix, CONFIG)
-        else:
-            ck.ok(name, ok_detail)
+            return check(portal, mapping)
+        run_check(ck, name, attempt)
+
+
+def run_check(ck: Checklist, name: str, attempt: Callable[[], tuple[str, list[Problem]]]) -> None:
+    """One portal check as a line: ``attempt()`` gives ``(ok detail, problems)`` or raises ``Skip``;
+    a portal that refuses or fails becomes a failing line with what to do."""
+    t = ck.t
+    try:
+        ok_detail, problems = attempt()
+    except Skip as why:
+        ck.skip(name, str(why), CONFIG)
+        return
+    except FatalError as exc:
+        ck.fail(name, t("portal.refused", error=one_line(exc)), t("webhook.fix"), SYSTEM)
+        return
+    except UpstreamError as exc:
+        ck.fail(name, t("portal.failed", error=one_line(exc)), t("portal.fix_again"), SYSTEM)
+        return
+    if problems:
+        detail, fix = join_problems(problems)
+        ck.fail(name, detail, fix, CONFIG)
+    else:
+        ck.ok(name, ok_detail)
