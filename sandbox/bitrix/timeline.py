@@ -16,6 +16,9 @@ class TimelineStore:
     def __init__(self, *, now: Callable[[], float]) -> None:
         self.now = now
         self.comments: dict[int, dict] = {}
+        # Comment ids per record, in the order added (ids only grow): a portal answers
+        # "comments of deal 7" from an index, not by reading every comment it holds.
+        self._by_owner: dict[tuple[str, int], dict[int, None]] = {}
         self.next_id = 1
 
     def add(self, entity_type: str, entity_id: int, comment: str, *, author: int) -> int:
@@ -23,16 +26,20 @@ class TimelineStore:
         self.next_id += 1
         self.comments[cid] = {"ID": cid, "CREATED": self.now(), "ENTITY_ID": entity_id,
                               "ENTITY_TYPE": entity_type, "AUTHOR_ID": author, "COMMENT": comment}
+        self._by_owner.setdefault((entity_type, entity_id), {})[cid] = None
         return cid
 
     def update(self, cid: int, comment: str) -> None:
         self.comments[cid]["COMMENT"] = comment
 
     def delete(self, cid: int) -> None:
-        del self.comments[cid]
+        c = self.comments.pop(cid)
+        self._by_owner[(c["ENTITY_TYPE"], c["ENTITY_ID"])].pop(cid, None)
 
     def of(self, entity_type: str | None = None, entity_id: int | None = None) -> list[dict]:
         """Comments of one record (or all), oldest first."""
+        if entity_type is not None and entity_id is not None:
+            return [self.comments[cid] for cid in self._by_owner.get((entity_type, entity_id), ())]
         return [c for _, c in sorted(self.comments.items())
                 if (entity_type is None or c["ENTITY_TYPE"] == entity_type)
                 and (entity_id is None or c["ENTITY_ID"] == entity_id)]
