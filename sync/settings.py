@@ -75,8 +75,9 @@ class Settings(BaseSettings):
     bitrix24_timeout_s: float = Field(75.0, gt=0, description="HTTP timeout of Bitrix24 requests (> the 60 s cut-off)")
     operating_limit_s: float = Field(480.0, ge=0, description="Bitrix24 operating time per method per 10 minutes "
                                                                "(0: do not pace by it)")
-    operating_margin: float = Field(0.95, gt=0, le=1, description="Share of OPERATING_LIMIT_S a method may use "
-                                                                  "before its calls wait for the window to free")
+    operating_margin: float = Field(0.98, gt=0, le=1, description="Share of OPERATING_LIMIT_S a method may use "
+                                                                  "(with what is in flight) before its calls wait "
+                                                                  "for the window to free")
     max_attempts: int = Field(6, ge=1)
     source_name: str | None = Field(None, description="ORIGINATOR_ID of deals; overrides the mapping's source_name")
     schedule_every_s: int = Field(300, ge=10)

@@ -47,7 +47,7 @@ from sync.clients.bitrix24_failures import (
     fatal_message,
     scope_for_method,
 )
-from sync.clients.bitrix24_pacing import SERVER_CUTOFF_S, OperatingPacer
+from sync.clients.bitrix24_pacing import SERVER_CUTOFF_S, Admission, OperatingPacer
 from sync.clients.bitrix24_replies import (
     BadReply,
     BatchResult,
@@ -204,7 +204,7 @@ class Bitrix24Client(ClientPlumbing):
                  sleep: Callable[[float], None] = time.sleep, allow_insecure_http: bool = False,
                  rng: Any = None, bucket: LeakyBucket | None = None, backoff_base_s: float = 1.0,
                  backoff_cap_s: float = 60.0, operating_limit_s: float | None = 480.0,
-                 operating_margin: float = 0.95, wall_clock: Callable[[], float] = time.time) -> None:
+                 operating_margin: float = 0.98, wall_clock: Callable[[], float] = time.time) -> None:
         install_logging_filter()
         base, shown = _parse_webhook(webhook_url, allow_insecure_http=allow_insecure_http)
         if timeout is None or timeout <= 0:
@@ -264,30 +264,39 @@ class Bitrix24Client(ClientPlumbing):
 
     # -- the one request path ---------------------------------------------------
 
-    def _pace(self, methods: Iterable[str], what: str, started: float) -> None:
-        """Wait until every method of the request has operating time left, or refuse if that is past the budget."""
-        wait, busiest, used = self.pacer.wait_before(methods)
-        if wait <= 0:
-            return
-        limit = self.pacer.limit_s or 0.0
-        if self._clock() - started + wait > self.policy.max_wait_s:
-            raise RetriableError(
-                f"Bitrix24 {what} at {self.url} was not sent: the portal reports {busiest} used {used:.0f}s of its "
-                f"{limit:.0f}s operating-time limit and frees it in {wait:.0f}s, past the "
-                f"{self.policy.max_wait_s:.0f}s retry budget. Nothing was applied: run again later.",
-                system=SYSTEM, code="OPERATION_TIME_LIMIT", retry_after=wait)
-        logger.warning("Bitrix24 {}: {} used {:.1f}s of its {:.0f}s operating-time limit; waiting {:.1f}s for the "
-                       "portal to free it (operating_reset_at)", what, busiest, used, limit, wait)
-        self._count(paced=1, paced_s=wait)
-        self._sleep(wait)
+    def _pace(self, methods: list[str], what: str, started: float) -> Admission:
+        """Wait until the pacer admits a request running ``methods``, or refuse if that is past the budget.
+
+        The pacer may hold a request back again after a wait (the window freed less than the
+        request needs): each wait is checked against the retry budget.
+        """
+        while True:
+            admission = self.pacer.admit(methods)
+            if admission.wait <= 0:
+                return admission
+            wait, busiest, used = admission.wait, admission.busiest, admission.used
+            limit = self.pacer.limit_s or 0.0
+            if self._clock() - started + wait > self.policy.max_wait_s:
+                raise RetriableError(
+                    f"Bitrix24 {what} at {self.url} was not sent: the portal reports {busiest} used {used:.0f}s of "
+                    f"its {limit:.0f}s operating-time limit and frees it in {wait:.0f}s, past the "
+                    f"{self.policy.max_wait_s:.0f}s retry budget. Nothing was applied: run again later.",
+                    system=SYSTEM, code="OPERATION_TIME_LIMIT", retry_after=wait)
+            logger.warning("Bitrix24 {}: {} used {:.1f}s of its {:.0f}s operating-time limit; waiting {:.1f}s for "
+                           "the portal to free it (operating_reset_at)", what, busiest, used, limit, wait)
+            self._count(paced=1, paced_s=wait)
+            self._sleep(wait)
 
     def _request(self, method: str, payload: Mapping[str, Any], *, idempotent: bool, read: Callable[[dict], T],
-                 what: str, scopes: list[str], runs: Iterable[str]) -> T:
+                 what: str, scopes: list[str], runs: Iterable[str],
+                 times: Callable[[T], Iterable[tuple[str, Any]]]) -> T:
         """POST ``payload`` to ``method`` under the retry policy; ``read`` turns the envelope into T.
 
         ``runs``: the methods the portal will execute (for a batch, its commands'),
-        paced by their operating time. Every exception is raised outside ``except``
-        blocks, so no requests exception (whose text holds the URL) is chained to it.
+        paced by their operating time; ``times`` gives, from what ``read`` returned, each
+        command's method and ``time`` block, which settle the attempt with the pacer.
+        Every exception is raised outside ``except`` blocks, so no requests exception
+        (whose text holds the URL) is chained to it.
         """
         body = json.dumps(dict(payload), ensure_ascii=False, separators=(",", ":"),
                           default=_json_default).encode("utf-8")
@@ -297,7 +306,13 @@ class Bitrix24Client(ClientPlumbing):
         started = self._clock()
 
         def attempt() -> T:
-            self._pace(runs, what, started)
+            admission = self._pace(runs, what, started)
+            try:
+                return sent(admission)
+            finally:
+                self.pacer.settle(admission, ())  # a failed attempt: release what it reserved
+
+        def sent(admission: Admission) -> T:
             waited = self.bucket.acquire()
             self._count(requests=1, method=method, waited_s=waited)
             failure: Failure | None
@@ -313,9 +328,12 @@ class Bitrix24Client(ClientPlumbing):
                                          body_snippet(response) if envelope is NOT_JSON else ""))
             if failure is None:
                 try:
-                    return read(envelope)
+                    result = read(envelope)
                 except BadReply as bad:
                     failure = Failure(Action.AMBIGUOUS, "UNEXPECTED_REPLY", f"unreadable reply: {bad}", 200)
+                else:
+                    self.pacer.settle(admission, times(result))
+                    return result
             self._count(error_code=failure.code)
             if failure.penalize:
                 self.bucket.penalize()
@@ -394,12 +412,12 @@ class Bitrix24Client(ClientPlumbing):
         def read(envelope: dict) -> CallResult:
             time_info = envelope.get("time")
             time_info = time_info if isinstance(time_info, dict) else {}
-            self.pacer.observe(method, time_info)
             return CallResult(result=envelope.get("result"), total=as_int(envelope.get("total")),
                               next=as_int(envelope.get("next")), time=time_info)
 
         return self._request(method, params or {}, idempotent=idempotent, read=read, what=method,
-                             scopes=[scope_for_method(method)], runs=[method])
+                             scopes=[scope_for_method(method)], runs=[method],
+                             times=lambda result: [(method, result.time)])
 
     def batch(self, commands: Mapping[str, tuple[str, Mapping[str, Any] | None]], *, halt: bool = False,
               idempotent: bool) -> BatchResult:
@@ -435,11 +453,11 @@ class Bitrix24Client(ClientPlumbing):
             return BatchResult(outcomes=outcomes, halt=halt, time=time_info if isinstance(time_info, dict) else {})
 
         self._count(batch_commands=len(cmd))
-        result = self._request("batch", {"halt": 1 if halt else 0, "cmd": cmd}, idempotent=idempotent, read=read,
-                               what=what, scopes=scopes, runs=methods.values())
         # The outer batch is not counted in operating time; each command counts for its own method.
+        result = self._request("batch", {"halt": 1 if halt else 0, "cmd": cmd}, idempotent=idempotent, read=read,
+                               what=what, scopes=scopes, runs=list(methods.values()),
+                               times=lambda result: [(o.method, o.time) for o in result.outcomes.values()])
         for outcome in result.outcomes.values():
-            self.pacer.observe(outcome.method, outcome.time)
             if not outcome.ok:
                 self._count(error_code=outcome.error)
                 if (outcome.error or "").upper() == "OPERATION_TIME_LIMIT":

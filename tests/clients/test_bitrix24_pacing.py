@@ -206,7 +206,7 @@ def test_a_reset_beyond_the_retry_budget_is_refused_without_sending(clock: FakeC
                                                                     spy_session: SpySession) -> None:
     client = Bitrix24Client(HOOK, session=spy_session, clock=clock, sleep=clock.sleep, max_wait_s=300,
                             wall_clock=no_wall_clock)
-    responses.post(url("crm.deal.add"), json=ok(1, block(460.0, 5599.5)))
+    responses.post(url("crm.deal.add"), json=ok(1, block(475.0, 5599.5)))  # past the default 98 % (470.4 s)
     client.call("crm.deal.add", {"fields": {}}, idempotent=False)
 
     with pytest.raises(RetriableError) as info:
@@ -217,7 +217,7 @@ def test_a_reset_beyond_the_retry_budget_is_refused_without_sending(clock: FakeC
     assert (error.code, error.system) == ("OPERATION_TIME_LIMIT", "bitrix24")
     assert error.retry_after == pytest.approx(600.5)
     message = str(error)
-    assert "crm.deal.add used 460s of its 480s operating-time limit" in message
+    assert "crm.deal.add used 475s of its 480s operating-time limit" in message
     assert "300s retry budget" in message and "Nothing was applied" in message and "run again later" in message
     assert "pAcEsEcReT42x" not in message
 
@@ -256,3 +256,67 @@ def test_batch_duration_is_reported_and_a_slow_batch_is_logged(client: Bitrix24C
     assert any("batch of 1 (crm.deal.add) took 48.5s on the portal, close to its 60s cut-off" in line
                for line in log_lines)
     assert json.loads(responses.calls[1].request.body)["cmd"] == {"d_2": "crm.deal.add"}
+
+
+# --------------------------------------------------------------------------- what is in flight counts too
+
+def deal_batch(n: int, first_name: int = 1) -> dict:
+    return {f"d_{first_name + i}": ("crm.deal.add", {"fields": {}}) for i in range(n)}
+
+
+def deal_batch_reply(n: int, first_name: int, operating_from: float, step: float, reset_at: float) -> dict:
+    names = [f"d_{first_name + i}" for i in range(n)]
+    return batch_reply({name: 100 + i for i, name in enumerate(names)},
+                       {name: block(operating_from + step * i, reset_at) for i, name in enumerate(names)})
+
+
+@responses.activate
+def test_the_cost_of_a_command_is_learnt_from_the_steps_between_a_batchs_commands(client: Bitrix24Client) -> None:
+    responses.post(url("batch"), json=deal_batch_reply(4, 1, 100.0, 0.25, 5500))
+    client.batch(deal_batch(4), idempotent=False)
+    assert client.pacer.cost("crm.deal.add") == pytest.approx(0.25)
+    assert client.pacer.in_flight("crm.deal.add") == 0.0  # the reply was read: nothing reserved any more
+
+
+def test_a_request_waits_when_what_is_in_flight_would_carry_its_method_past_the_budget(clock: FakeClock) -> None:
+    from sync.clients.bitrix24_pacing import OperatingPacer
+    pacer = OperatingPacer(480.0, 0.85, clock=clock, wall_clock=no_wall_clock)   # budget 408 s
+    steps = [("crm.deal.add", block(390.0 + i, 5300)) for i in range(3)]       # 1 s a command, 392 s used
+    pacer.settle(None, steps)
+
+    first = pacer.admit(["crm.deal.add"] * 10)       # 392 + 10 = 402: admitted, 10 s reserved
+    assert first.wait == 0 and first.reserved == {"crm.deal.add": pytest.approx(10.0)}
+    second = pacer.admit(["crm.deal.add"] * 10)      # 392 + 10 in flight + 10 = 412 > 408: held back
+    assert second.wait == pytest.approx(301.0) and second.busiest == "crm.deal.add"
+    assert pacer.admit(["crm.contact.add"] * 50).wait == 0  # other methods are not held back
+
+    pacer.settle(first, [("crm.deal.add", block(402.0, 5300))])  # back: 402 reported, nothing in flight
+    assert pacer.in_flight("crm.deal.add") == 0.0
+    assert pacer.admit(["crm.deal.add"] * 6).wait == 0       # 402 + 6 = 408: still fits
+    assert pacer.admit(["crm.deal.add"]).wait > 0             # 409 would not
+
+
+def test_a_window_that_has_freed_admits_again_and_a_step_down_teaches_nothing(clock: FakeClock) -> None:
+    from sync.clients.bitrix24_pacing import OperatingPacer
+    pacer = OperatingPacer(480.0, 0.85, clock=clock, wall_clock=no_wall_clock)
+    pacer.settle(None, [("crm.deal.add", block(400.0, 5100)), ("crm.deal.add", block(400.5, 5100))])
+    assert pacer.admit(["crm.deal.add"] * 20).wait == pytest.approx(101.0)
+    clock.advance(101.0)
+    admitted = pacer.admit(["crm.deal.add"] * 20)
+    assert admitted.wait == 0 and admitted.reserved == {"crm.deal.add": pytest.approx(10.0)}
+    # A minute dropped out between two commands: 400.5 → 90.0 is no negative cost.
+    pacer.settle(admitted, [("crm.deal.add", block(400.5, 5100)), ("crm.deal.add", block(90.0, 5700))])
+    assert pacer.cost("crm.deal.add") == pytest.approx(0.5)
+    assert pacer.in_flight("crm.deal.add") == 0.0
+
+
+@responses.activate
+def test_an_attempt_that_fails_releases_what_it_reserved(client: Bitrix24Client) -> None:
+    responses.post(url("batch"), json=deal_batch_reply(2, 1, 10.0, 0.5, 5500))
+    client.batch(deal_batch(2), idempotent=False)                   # learns 0.5 s a command
+    responses.post(url("batch"), status=503, json={"error": "QUERY_LIMIT_EXCEEDED",
+                                                   "error_description": "Too many requests"})
+    responses.post(url("batch"), json=deal_batch_reply(2, 3, 11.0, 0.5, 5500))
+    client.batch(deal_batch(2, first_name=3), idempotent=False)     # refused once, then sent again
+    assert client.stats.retries == 1
+    assert client.pacer.in_flight("crm.deal.add") == 0.0
