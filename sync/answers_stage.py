@@ -26,7 +26,7 @@ from sync.plan.build import AnswerInput, ProgrammeResolver, build_answer_plan, c
 from sync.plan.models import AnswerPlan, Problem, Programme
 from sync.plan.normalize import normalize_email
 from sync.polls_stage import PollForms
-from sync.source.models import Answer
+from sync.source.models import CHECKED_TEXT, Answer
 from sync.tally import Tally
 
 RECONCILE_ROUNDS = 3
@@ -109,7 +109,7 @@ class AnswerStage:
         keys: list[str] = []
         for payload, stored_hash, deal_ids, status in chunk:
             try:
-                answer = Answer.model_validate(payload)
+                answer = Answer.model_validate(payload, context=CHECKED_TEXT)  # the store holds UTF-8 only
             except ValidationError as exc:
                 self.invalid(payload, str(exc).splitlines()[0] if str(exc) else "invalid record")
                 continue

@@ -42,7 +42,7 @@ from sync.clients.common import (
 )
 from sync.clients.retry import AttemptFailed, GiveUp, RetryPolicy
 from core.errors import ConfigError, FatalError, NotFoundError, RetriableError, UpstreamError
-from sync.source.models import Answer, InvalidRecord, Page, Poll
+from sync.source.models import CHECKED_TEXT, Answer, InvalidRecord, Page, Poll, body_may_hold_surrogates
 from core.redact import install_logging_filter, redact, redact_url, register_secret
 
 SYSTEM = "survey"
@@ -142,9 +142,12 @@ class SurveyClient(ClientPlumbing):
 
     # -- the request loop -------------------------------------------------------
 
-    def _attempt(self, path: str, params: Mapping[str, Any]) -> Any:
+    def _attempt(self, path: str, params: Mapping[str, Any]) -> tuple[Any, bool]:
         """One GET, classified: the table of this client (everything is a read, so every
-        transient failure raises ``AttemptFailed`` and is retried by the policy)."""
+        transient failure raises ``AttemptFailed`` and is retried by the policy).
+
+        Returns the decoded body and whether its text is known to hold no lone surrogate
+        (one search of the raw body spares a check of every record on the page)."""
         headers = {"Authorization": f"Bearer {self._token.get_secret_value()}", "Accept": "application/json",
                    "User-Agent": USER_AGENT}
         self._count(requests=1)
@@ -178,7 +181,7 @@ class SurveyClient(ClientPlumbing):
         if status == 200:
             if payload is NOT_JSON:
                 raise AttemptFailed("HTTP 200 with a body that is not JSON")
-            return payload
+            return payload, not body_may_hold_surrogates(response.content)
         retry_after = parse_retry_after(header(response.headers, "Retry-After"))
         if status == 429 or status == 408 or status >= 500:
             raise AttemptFailed(f"HTTP {status}" + (f" {error}" if error else ""), retry_after=retry_after)
@@ -206,6 +209,10 @@ class SurveyClient(ClientPlumbing):
 
     def _get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         """GET ``path`` under the retry policy; the decoded JSON body. Raises per the table in ``_attempt``."""
+        return self._get_checked(path, params)[0]
+
+    def _get_checked(self, path: str, params: Mapping[str, Any] | None = None) -> tuple[Any, bool]:
+        """``_get``, and whether the body's text is known to hold no lone surrogate."""
 
         def exhausted(give_up: GiveUp) -> RetriableError:
             return RetriableError(f"The survey API failed GET {path}: {redact(give_up.failure.reason)}; "
@@ -233,7 +240,7 @@ class SurveyClient(ClientPlumbing):
             if cursor is not None:
                 params["cursor"] = cursor
             try:
-                payload = self._get(path, params)
+                payload, text_checked = self._get_checked(path, params)
             except _CursorExpired:
                 restarts += 1
                 self._count(cursor_restarts=1)
@@ -246,7 +253,7 @@ class SurveyClient(ClientPlumbing):
                                path, rfc3339(since) if since else "the beginning", restarts, MAX_CURSOR_RESTARTS)
                 cursor = None
                 continue
-            page = _parse_page(payload, path, model, id_field)
+            page = _parse_page(payload, path, model, id_field, text_checked=text_checked)
             for item in page.items:
                 ts = item.updated_at
                 if newest is None or ts > newest:
@@ -305,7 +312,7 @@ def _id_of(raw: Any, key: str) -> int | None:
     return None
 
 
-def _parse_page(payload: Any, path: str, model: type[BaseModel], id_field: str) -> Page:
+def _parse_page(payload: Any, path: str, model: type[BaseModel], id_field: str, *, text_checked: bool = False) -> Page:
     if not isinstance(payload, dict) or not isinstance(payload.get("items"), list):
         raise UpstreamError(f"The survey API answered GET {path} with a page that has no 'items' list.",
                             system=SYSTEM, code="unexpected_reply")
@@ -316,9 +323,10 @@ def _parse_page(payload: Any, path: str, model: type[BaseModel], id_field: str) 
         next_cursor = None
     items: list[Any] = []
     invalid: list[InvalidRecord] = []
+    context = CHECKED_TEXT if text_checked else None
     for raw in payload["items"]:
         try:
-            items.append(model.model_validate(raw))
+            items.append(model.model_validate(raw, context=context))
         except ValidationError as exc:
             invalid.append(InvalidRecord(raw=raw, error=redact(_short_error(exc)), record_id=_id_of(raw, id_field),
                                          poll_id=_id_of(raw, "poll_id")))

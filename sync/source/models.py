@@ -19,11 +19,25 @@ import re
 from datetime import datetime
 from typing import Any
 
-from pydantic import (AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator,
-                      model_serializer, model_validator)
+from pydantic import (AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo,
+                      field_validator, model_serializer, model_validator)
 
 ID_MAX = 2 ** 53  # the contract's largest id; it also keeps ids inside the store's BIGINT
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# A JSON escape of a UTF-16 surrogate (\uD800-\uDFFF): the only way a lone one gets into decoded text.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+# Validation context of a record known to hold no lone surrogate: read back from the store (it
+# was encoded as UTF-8 to get there) or decoded from a body with no surrogate escape in it.
+CHECKED_TEXT = {"text_checked": True}
+
+
+def body_may_hold_surrogates(body: bytes) -> bool:
+    """Whether JSON text ``body`` can decode to a lone surrogate (False: skip the per-record check).
+
+    Raw UTF-8 cannot encode one; only a ``\\uD8xx``-style escape can. A pair (an emoji written
+    as two escapes) also answers True: the per-record check then decides, as before.
+    """
+    return _SURROGATE_ESCAPE.search(body) is not None
 _AWARE = TypeAdapter(AwareDatetime)
 
 
@@ -105,10 +119,12 @@ class Poll(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _loosen(cls, data: Any) -> Any:
+    def _loosen(cls, data: Any, info: ValidationInfo) -> Any:
         if not isinstance(data, dict):
             return data
-        data = dict(_no_surrogates(data))  # a copy: the caller's record is left as it came
+        checked = isinstance(info.context, dict) and info.context.get("text_checked")
+        # A copy: the caller's record is left as it came.
+        data = dict(data) if checked else dict(_no_surrogates(data))
         for key in ("poll_name", "poll_language", "employee_email"):
             if key in data:
                 data[key] = _text(data[key])
@@ -166,10 +182,12 @@ class Answer(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _loosen(cls, data: Any) -> Any:
+    def _loosen(cls, data: Any, info: ValidationInfo) -> Any:
         if not isinstance(data, dict):
             return data
-        data = dict(_no_surrogates(data))  # a copy: the caller's record is left as it came
+        checked = isinstance(info.context, dict) and info.context.get("text_checked")
+        # A copy: the caller's record is left as it came.
+        data = dict(data) if checked else dict(_no_surrogates(data))
         ignored = list(data.get("ignored") or [])  # kept when re-read from the ledger
         for key in ("utm", "cookies", "meta"):
             value = data.get(key)

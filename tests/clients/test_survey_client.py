@@ -394,3 +394,16 @@ def test_sample_data_parses_without_invalid_records() -> None:
         [answer_page] = list(client.iter_answers(430131691, None))
     assert poll_page.invalid == [] and len(poll_page.items) == len(polls)
     assert answer_page.invalid == [] and len(answer_page.items) == len(answers)
+
+
+# --------------------------------------------------------------------------- lone surrogates
+
+@pytest.mark.parametrize("body, may", [
+    (b'{"v": "\\ud800"}', True),                     # a lone surrogate, as the platform would escape it
+    (b'{"v": "\\uDC00"}', True),                     # upper-case hex digits too
+    (b'{"v": "\\ud83d\\ude00"}', True),              # an escaped pair: the per-record check decides
+    ('{"v": "Пётр \\u00e9 😀"}'.encode(), False),     # raw UTF-8 and other escapes cannot make one
+])
+def test_only_a_surrogate_escape_makes_a_body_worth_checking_record_by_record(body: bytes, may: bool) -> None:
+    from sync.source.models import body_may_hold_surrogates
+    assert body_may_hold_surrogates(body) is may
