@@ -17,7 +17,7 @@ from sync.crm.push import push_commands
 from sync.mapping import FieldMapping
 from sync.options import RunOptions
 from sync.plan.build import build_poll_plan
-from sync.plan.models import PollContext, Programme
+from sync.plan.models import PollContext, PollLookups, Programme
 from sync.source.models import Poll
 from sync.tally import Tally
 
@@ -35,23 +35,65 @@ def poll_context(payload: dict, item_id: int | None, owner_id: int | None) -> Po
                        employee_email=payload.get("employee_email", ""), item_id=item_id, owner_id=owner_id or 0)
 
 
-def sync_polls(options: RunOptions, *, ledger, bitrix, mapping: FieldMapping, tally: Tally,
-               with_programmes: bool) -> PollForms:
-    """Write the poll form of every poll that is new or changed; return what the answers need."""
-    forms = PollForms()
-    poll_filter = options.poll_ids or None
-    for row in ledger.poll_rows(poll_ids=poll_filter):
-        if row.item_id is not None:
-            forms.context[row.poll_id] = poll_context(row.payload, row.item_id, row.assigned_by_id)
-    todo = [(Poll.model_validate(r.payload), r.content_hash, r.item_id)
-            for r in ledger.polls_to_push(poll_ids=poll_filter)]
-    if not todo:
-        return forms
+@dataclass(frozen=True)
+class PollQuestions:
+    """What the poll stage asks the CRM before planning: the owners, the forms it must read."""
+
+    owner_emails: frozenset[str]
+    poll_ids: frozenset[int]
+    with_programmes: bool
+
+    def covers(self, other: PollQuestions) -> bool:
+        return (other.owner_emails <= self.owner_emails and other.poll_ids <= self.poll_ids
+                and self.with_programmes == other.with_programmes)
+
+
+def _to_push(options: RunOptions, ledger) -> list[tuple[Poll, str, int | None]]:
+    return [(Poll.model_validate(r.payload), r.content_hash, r.item_id)
+            for r in ledger.polls_to_push(poll_ids=options.poll_ids or None)]
+
+
+def _questions(todo: list[tuple[Poll, str, int | None]], mapping: FieldMapping,
+               with_programmes: bool) -> PollQuestions:
     # A list element is overwritten whole on update, so every form to write is read first;
     # a smart-process item only when the ledger does not know it.
-    lookups = fetch_poll_lookups(bitrix, mapping, owner_emails=[p.employee_email for p, _, _ in todo],
-                                 poll_ids=[p.poll_id for p, _, item in todo if item is None or mapping.poll_form.is_list],
-                                 with_programmes=with_programmes)
+    return PollQuestions(owner_emails=frozenset(p.employee_email for p, _, _ in todo),
+                         poll_ids=frozenset(p.poll_id for p, _, item in todo
+                                            if item is None or mapping.poll_form.is_list),
+                         with_programmes=with_programmes)
+
+
+def poll_questions(options: RunOptions, *, ledger, mapping: FieldMapping, with_programmes: bool) -> PollQuestions | None:
+    """What ``sync_polls`` will ask the CRM, as the ledger stands now (None: no poll form to write)."""
+    todo = _to_push(options, ledger)
+    return _questions(todo, mapping, with_programmes) if todo else None
+
+
+def read_poll_lookups(bitrix, mapping: FieldMapping, questions: PollQuestions) -> PollLookups:
+    """The CRM's answers to ``questions`` (only reads: safe to run beside anything else)."""
+    return fetch_poll_lookups(bitrix, mapping, owner_emails=sorted(questions.owner_emails),
+                              poll_ids=sorted(questions.poll_ids), with_programmes=questions.with_programmes)
+
+
+def sync_polls(options: RunOptions, *, ledger, bitrix, mapping: FieldMapping, tally: Tally,
+               with_programmes: bool, read_ahead: tuple[PollQuestions, PollLookups] | None = None) -> PollForms:
+    """Write the poll form of every poll that is new or changed; return what the answers need.
+
+    ``read_ahead``: look-ups read earlier in the run (while the answers were pulled), used
+    when they asked at least what is to be asked now; otherwise the CRM is asked again.
+    """
+    forms = PollForms()
+    for row in ledger.poll_rows(poll_ids=options.poll_ids or None):
+        if row.item_id is not None:
+            forms.context[row.poll_id] = poll_context(row.payload, row.item_id, row.assigned_by_id)
+    todo = _to_push(options, ledger)
+    if not todo:
+        return forms
+    asked = _questions(todo, mapping, with_programmes)
+    if read_ahead is not None and read_ahead[0].covers(asked):
+        lookups = read_ahead[1]
+    else:
+        lookups = read_poll_lookups(bitrix, mapping, asked)
     forms.programmes = lookups.programmes
     plan = build_poll_plan(todo, lookups, mapping)
     polls = {poll.poll_id: poll for poll, _, _ in todo}

@@ -7,10 +7,12 @@ of the store (``storage.snapshot``) and stops where the CRM would be written.
 """
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import gc
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from loguru import logger
@@ -19,7 +21,7 @@ from core.clock import utc_now
 from sync.answers_stage import AnswerStage, candidate_origin_ids, record_invalid
 from sync.mapping import FieldMapping
 from sync.options import RunBudget, RunOptions, RunSummary
-from sync.polls_stage import sync_polls
+from sync.polls_stage import poll_questions, read_poll_lookups, sync_polls
 from sync.source.pull import pull
 from sync.tally import Tally
 
@@ -86,16 +88,32 @@ def run(options: RunOptions, *, survey, bitrix, ledger, mapping: FieldMapping,
 def _stages(options: RunOptions, summary: RunSummary, tally: Tally, run_id: str, *, survey, bitrix, ledger,
             mapping: FieldMapping, progress: Callable[[str, int], None]) -> None:
     requests_before = _stats(bitrix, survey)[0]
+    read_ahead = None
     if options.pull:
-        pulled = pull(survey, ledger, since=options.since, poll_ids=options.poll_ids or None,
-                      lookback=options.lookback, run_id=run_id, on_page=lambda n: progress("pull", n),
-                      stop=options.stop)
+        # The poll stage's look-ups need only the polls: they are read while the answers are
+        # pulled, so the portal's bucket drains them while it would otherwise sit idle. Only
+        # reads: the forms are written after the pull, which may find a poll deleted.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="poll-lookups") as background:
+            ahead: list = []
+
+            def read_poll_lookups_ahead() -> None:
+                questions = poll_questions(options, ledger=ledger, mapping=mapping, with_programmes=True)
+                if questions is not None:
+                    ahead.append((questions, background.submit(contextvars.copy_context().run, read_poll_lookups,
+                                                               bitrix, mapping, questions)))
+
+            pulled = pull(survey, ledger, since=options.since, poll_ids=options.poll_ids or None,
+                          lookback=options.lookback, run_id=run_id, on_page=lambda n: progress("pull", n),
+                          stop=options.stop, polls_staged=read_poll_lookups_ahead)
+            if ahead:
+                read_ahead = (ahead[0][0], ahead[0][1].result())
         tally.counts.update(polls_seen=pulled.polls_seen, answers_seen=pulled.answers_seen, new=pulled.new,
                             changed=pulled.changed, unchanged=pulled.unchanged)
         for record in pulled.invalid:
             record_invalid(record.raw, record.error, poll_id=record.poll_id, ledger=ledger, tally=tally,
                            run_id=run_id)
-    polls = sync_polls(options, ledger=ledger, bitrix=bitrix, mapping=mapping, tally=tally, with_programmes=True)
+    polls = sync_polls(options, ledger=ledger, bitrix=bitrix, mapping=mapping, tally=tally, with_programmes=True,
+                       read_ahead=read_ahead)
     AnswerStage(options, ledger=ledger, bitrix=bitrix, mapping=mapping, tally=tally, run_id=run_id, polls=polls,
                 progress=progress).run()
     if _stats(bitrix, survey)[0] == requests_before and hasattr(bitrix, "call"):

@@ -65,8 +65,13 @@ def _strip(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def pull(survey: SurveyReader, ledger, *, since: datetime | None, poll_ids: set[int] | None, lookback: timedelta,
          run_id: str, on_page: Callable[[int], None] | None = None,
-         stop: threading.Event | None = None) -> PullResult:
-    """Stage every poll and answer changed since the watermark (or ``since``)."""
+         stop: threading.Event | None = None, polls_staged: Callable[[], None] | None = None) -> PullResult:
+    """Stage every poll and answer changed since the watermark (or ``since``).
+
+    ``polls_staged`` is called once every poll this run knows is staged, before the
+    answers are pulled (the poll forms can be written meanwhile). A poll found deleted
+    while its answers are pulled is marked so afterwards.
+    """
     result = PullResult()
     listed: dict[int, dict[str, Any]] = {}
     unreadable: set[int] = set()
@@ -93,6 +98,8 @@ def pull(survey: SurveyReader, ledger, *, since: datetime | None, poll_ids: set[
         _stage_unregistered(ledger, sorted(answered_ids - known - set(listed)), only=poll_ids, run_id=run_id)
         everything |= answered_ids
     targets = sorted(everything & poll_ids if poll_ids else everything)
+    if polls_staged is not None:
+        polls_staged()
     for poll_id in targets:
         if stop is not None and stop.is_set():  # each staged page moved its own watermark: safe to stop
             break
