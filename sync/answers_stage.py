@@ -148,10 +148,8 @@ class AnswerStage:
         if self.tally.plan is not None:
             self.tally.plan.answers.extend(plan.answers)
             self.tally.plan.contacts.extend(plan.contacts)
-        for answer in plan.answers:
-            if not answer.deals:
-                self.ledger.mark_needs_attention(answer_id=answer.answer_id,
-                                                 problems=[p.model_dump() for p in answer.problems])
+        self.ledger.mark_all_needing_attention({answer.answer_id: [p.model_dump() for p in answer.problems]
+                                                for answer in plan.answers if not answer.deals})
         if self.o.dry_run:  # the write is where a dry-run stops
             for command in plan.commands:
                 self.tally.count(f"{command.kind}_planned")

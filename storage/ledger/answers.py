@@ -4,7 +4,7 @@ The status rules are in the ``storage.ledger`` package docstring.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -248,12 +248,15 @@ class AnswerLedger(LedgerBase):
 
     def mark_needs_attention(self, *, answer_id: int, problems: Sequence[Any]) -> None:
         """Keep an answer out of pushes until an operator fixes the cause and runs ``retry``."""
-        with self._write("recording an answer needing attention") as conn:
-            conn.execute(
-                update(_answers)
-                .where(_answers.c.answer_id == answer_id)
-                .values(status=NEEDS_ATTENTION, problems=plain_problems(problems))
-            )
+        self.mark_all_needing_attention({answer_id: problems})
+
+    def mark_all_needing_attention(self, problems_by_answer: Mapping[int, Sequence[Any]]) -> None:
+        """``mark_needs_attention`` for many answers (each with its own problems), in one transaction."""
+        if not problems_by_answer:
+            return
+        with self._write("recording answers needing attention") as conn:
+            conn.execute(_NEEDS_ATTENTION, [{"b_id": answer_id, "b_problems": plain_problems(problems)}
+                                            for answer_id, problems in problems_by_answer.items()])
 
     def in_flight_answers(self) -> list[AnswerRow]:
         """Answers whose push was started but never recorded: reconcile them by their external keys."""
@@ -351,6 +354,12 @@ _ANSWER_RESTAGE = (
         error=None,
         retryable=False,
     )
+)
+
+_NEEDS_ATTENTION = (
+    update(_answers)
+    .where(_answers.c.answer_id == bindparam("b_id"))
+    .values(status=NEEDS_ATTENTION, problems=bindparam("b_problems", type_=_answers.c.problems.type))
 )
 
 # An answer edited while its push is in flight keeps its status: the push must be

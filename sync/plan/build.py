@@ -98,6 +98,7 @@ class _AnswerPlanner:
         self.new_deals: dict[tuple[str, str], Command] = {}       # (contact, programme key) → its create
         self._versions: dict[int, str] = {}
         self._summaries: dict[tuple[int, bool], str] = {}
+        self._owned: dict[int, dict[str, Any]] = {}
 
     # contact ---------------------------------------------------------------------------------
     def _contact(self, email: str, answer: Answer, poll: PollContext, names: dict[str, str], phone: str | None,
@@ -189,7 +190,16 @@ class _AnswerPlanner:
         return _Target("create")
 
     def _owned_fields(self, answer: Answer, poll: PollContext, problems: list[Problem]) -> dict[str, Any]:
-        """Every field the answer owns, ``None`` where this version has no value."""
+        """Every field the answer owns, ``None`` where this version has no value.
+
+        The same on each of the answer's deals: built (and its problems noted) once, read-only after.
+        """
+        fields = self._owned.get(answer.answer_id)
+        if fields is None:
+            fields = self._owned[answer.answer_id] = self._owned_fields_of(answer, poll, problems)
+        return fields
+
+    def _owned_fields_of(self, answer: Answer, poll: PollContext, problems: list[Problem]) -> dict[str, Any]:
         dm = self.mapping.deal
         fields: dict[str, Any] = {}
         for code, source in dm.fields.items():

@@ -431,3 +431,13 @@ def test_concurrent_writers_wait_for_each_other_instead_of_failing(ledger):
     assert errors == []
     assert ledger.counts_by_status()["in_flight"] == 1500
     assert ledger.get_watermark("answers") == T0 + timedelta(minutes=4)
+
+
+def test_many_answers_are_marked_needing_attention_each_with_its_own_problems(ledger) -> None:
+    stage(ledger, answer(1), answer(2), answer(3))
+    ledger.mark_all_needing_attention({1: [{"code": "invalid_email", "severity": "attention", "params": {}}],
+                                       3: [{"code": "unknown_poll", "severity": "attention",
+                                            "params": {"poll_id": 9}}]})
+    assert [(r.answer_id, r.status, [p["code"] for p in r.problems]) for r in ledger.answer_rows(answer_ids=[1, 2, 3])] \
+        == [(1, "needs_attention", ["invalid_email"]), (2, "pending", []), (3, "needs_attention", ["unknown_poll"])]
+    ledger.mark_all_needing_attention({})  # nothing to mark: no transaction at all
