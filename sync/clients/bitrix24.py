@@ -12,8 +12,9 @@ The jobs are split by module:
   ``list_all``, and what the push stage reads to adapt (``headroom``, ``stats``).
 
 Before each request the client waits (1) for the methods it runs to have operating
-time left (``operating_limit_s × operating_margin``; else until ``operating_reset_at``)
-and (2) for the local leaky bucket. The HTTP timeout defaults to
+time left for it (what the portal reported, plus what the batches in flight will use,
+plus its own commands, within ``operating_limit_s × operating_margin``; else until
+``operating_reset_at``) and (2) for the local leaky bucket. The HTTP timeout defaults to
 ``DEFAULT_TIMEOUT_S`` (75 s), longer than the portal's 60 s cut-off, so a slow success
 is read as a success rather than an unknown outcome. The webhook URL's secret never
 appears in a message, a log line or a ``repr``.
