@@ -307,13 +307,16 @@ class Bitrix24Client(ClientPlumbing):
         started = self._clock()
 
         def attempt() -> T:
-            admission = self._pace(runs, what, started)
+            # Settled once, whatever happens: a reply's time blocks, or only the release of what it reserved.
+            admission, blocks = self._pace(runs, what, started), ()
             try:
-                return sent(admission)
+                result = sent()
+                blocks = times(result)
+                return result
             finally:
-                self.pacer.settle(admission, ())  # a failed attempt: release what it reserved
+                self.pacer.settle(admission, blocks)
 
-        def sent(admission: Admission) -> T:
+        def sent() -> T:
             waited = self.bucket.acquire()
             self._count(requests=1, method=method, waited_s=waited)
             failure: Failure | None
@@ -329,12 +332,9 @@ class Bitrix24Client(ClientPlumbing):
                                          body_snippet(response) if envelope is NOT_JSON else ""))
             if failure is None:
                 try:
-                    result = read(envelope)
+                    return read(envelope)
                 except BadReply as bad:
                     failure = Failure(Action.AMBIGUOUS, "UNEXPECTED_REPLY", f"unreadable reply: {bad}", 200)
-                else:
-                    self.pacer.settle(admission, times(result))
-                    return result
             self._count(error_code=failure.code)
             if failure.penalize:
                 self.bucket.penalize()

@@ -108,14 +108,8 @@ class OperatingPacer:
         """Seconds a method may use in the window before the client starts waiting (``limit × margin``)."""
         return None if self.limit_s is None else self.limit_s * self.margin
 
-    def observe(self, method: str, block: Mapping[str, Any] | None) -> None:
-        """Remember what a reply's ``time`` block says about ``method`` (blocks without ``operating`` are ignored)."""
-        usage = self._usage_in(block)
-        if usage is not None:
-            with self._lock:
-                self._usage[method.lower()] = usage
-
     def _usage_in(self, block: Mapping[str, Any] | None) -> MethodUsage | None:
+        """What a ``time`` block says of its method (None for a block without ``operating``)."""
         if not isinstance(block, Mapping):
             return None
         operating = _number(block.get("operating"))

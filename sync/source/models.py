@@ -29,6 +29,7 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 # Validation context of a record known to hold no lone surrogate: read back from the store (it
 # was encoded as UTF-8 to get there) or decoded from a body with no surrogate escape in it.
 CHECKED_TEXT = {"text_checked": True}
+_AWARE = TypeAdapter(AwareDatetime)
 
 
 def body_may_hold_surrogates(body: bytes) -> bool:
@@ -38,7 +39,14 @@ def body_may_hold_surrogates(body: bytes) -> bool:
     as two escapes) also answers True: the per-record check then decides, as before.
     """
     return _SURROGATE_ESCAPE.search(body) is not None
-_AWARE = TypeAdapter(AwareDatetime)
+
+
+def _own_copy(data: dict, info: ValidationInfo) -> dict:
+    """A copy of a record to loosen (the caller's is left as it came), lone surrogates replaced unless
+    the caller validates with ``CHECKED_TEXT``."""
+    if isinstance(info.context, dict) and info.context.get("text_checked"):
+        return dict(data)
+    return dict(_no_surrogates(data))
 
 
 def _has_surrogates(value: Any) -> bool:
@@ -122,9 +130,7 @@ class Poll(BaseModel):
     def _loosen(cls, data: Any, info: ValidationInfo) -> Any:
         if not isinstance(data, dict):
             return data
-        checked = isinstance(info.context, dict) and info.context.get("text_checked")
-        # A copy: the caller's record is left as it came.
-        data = dict(data) if checked else dict(_no_surrogates(data))
+        data = _own_copy(data, info)
         for key in ("poll_name", "poll_language", "employee_email"):
             if key in data:
                 data[key] = _text(data[key])
@@ -185,9 +191,7 @@ class Answer(BaseModel):
     def _loosen(cls, data: Any, info: ValidationInfo) -> Any:
         if not isinstance(data, dict):
             return data
-        checked = isinstance(info.context, dict) and info.context.get("text_checked")
-        # A copy: the caller's record is left as it came.
-        data = dict(data) if checked else dict(_no_surrogates(data))
+        data = _own_copy(data, info)
         ignored = list(data.get("ignored") or [])  # kept when re-read from the ledger
         for key in ("utm", "cookies", "meta"):
             value = data.get(key)

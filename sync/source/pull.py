@@ -69,8 +69,8 @@ def pull(survey: SurveyReader, ledger, *, since: datetime | None, poll_ids: set[
     """Stage every poll and answer changed since the watermark (or ``since``).
 
     ``polls_staged`` is called once every poll this run knows is staged, before the
-    answers are pulled (the poll forms can be written meanwhile). A poll found deleted
-    while its answers are pulled is marked so afterwards.
+    answers are pulled (the poll forms' look-ups can be read meanwhile). A poll found
+    deleted while its answers are pulled is marked so then.
     """
     result = PullResult()
     listed: dict[int, dict[str, Any]] = {}
